@@ -1,0 +1,1 @@
+"""The HTTP API: validates requests, publishes jobs, waits for their outcome, maps errors."""

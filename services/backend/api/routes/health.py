@@ -1,0 +1,40 @@
+"""Liveness, readiness (naming what is down) and Prometheus metrics."""
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up (says nothing about its dependencies)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Broker and result store reachable; 503 naming each component that is not."""
+    state = request.app.state
+    down = []
+    if not state.publisher.ready:
+        down.append("rabbitmq")
+    try:
+        await state.redis.ping()
+    except (RedisError, OSError):
+        down.append("redis")
+    else:
+        if not state.waiter.subscribed.is_set():
+            down.append("redis-subscription")
+    if down:
+        return JSONResponse(
+            {"detail": f"unavailable: {', '.join(down)}", "down": down}, status_code=503
+        )
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,28 @@
+"""Backend settings, read once from the environment (and `.env`)."""
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    API_PORT: int = Field(8000, ge=1, le=65535)
+    # Seconds a request waits for its job before answering 504.
+    JOB_TIMEOUT: float = Field(300.0, gt=0)
+    # Comma-separated keys; when set, every job endpoint requires one (Bearer or X-API-Key).
+    API_KEYS: str = ""
+    # Seconds to wait for the broker's confirmation before answering 503.
+    PUBLISH_TIMEOUT: float = Field(1.5, gt=0)
+    # How often the live-worker view is refreshed from Redis.
+    REGISTRY_REFRESH_S: float = Field(1.0, gt=0)
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.API_KEYS.split(",") if k.strip())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

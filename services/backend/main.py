@@ -1,0 +1,86 @@
+"""The API application: `uvicorn services.backend.main:app`.
+
+`lifespan` makes the process-wide connections (one Redis pool, one AMQP connection, one result
+subscription) and keeps them on `app.state`; routes reach them through `deps.py`.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.backend.api.main import api_router
+from services.backend.config import get_settings
+from services.backend.errors import install_error_handlers
+from services.backend.jobs import JobService
+from services.backend.publisher import JobPublisher
+from services.backend.routing import ModelRouter
+from services.backend.waiter import ResultWaiter
+from services.common.connections import make_redis
+from services.common.keys import KeySpace
+from services.common.logs import setup_logging
+from services.common.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+STARTUP_ATTEMPTS = 30
+
+
+async def _open_publisher(name: str) -> JobPublisher:
+    """Connect to RabbitMQ, retrying for a while: in compose the broker may still be starting."""
+    settings = get_settings()
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            return await JobPublisher.open(settings, timeout=settings.PUBLISH_TIMEOUT, name=name)
+        except (OSError, ConnectionError, TimeoutError) as e:
+            if attempt == STARTUP_ATTEMPTS:
+                raise
+            log.warning("RabbitMQ not reachable yet (%r); retrying", e)
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    setup_logging()
+    settings = get_settings()
+    instance = uuid.uuid4().hex[:12]
+    keys = KeySpace(settings.REDIS_PREFIX)
+    redis = make_redis(settings, max_connections=256)
+    store = ResultStore(redis, keys, settings.RESULT_TTL)
+    waiter = ResultWaiter(redis, store, keys.notify_channel(instance))
+    router = ModelRouter(redis, keys, settings.QUEUE_NAME, settings.REGISTRY_REFRESH_S)
+    publisher = await _open_publisher(f"backend-{instance}")
+    await waiter.start()
+    await router.start()
+    app.state.redis = redis
+    app.state.publisher = publisher
+    app.state.waiter = waiter
+    app.state.jobs = JobService(
+        router=router,
+        publisher=publisher,
+        store=store,
+        waiter=waiter,
+        timeout=settings.JOB_TIMEOUT,
+    )
+    log.info("backend %s ready (default queue %r)", instance, settings.QUEUE_NAME)
+    try:
+        yield
+    finally:
+        await router.close()
+        await waiter.close()
+        await publisher.close()
+        await redis.aclose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="llm-wrap", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,14 @@
+"""Prometheus metrics of the backend (served at GET /metrics)."""
+
+from prometheus_client import Counter, Histogram
+
+JOBS = Counter("llm_wrap_jobs_total", "Jobs that reached an outcome", ["queue", "status"])
+JOB_SECONDS = Histogram(
+    "llm_wrap_job_seconds",
+    "Time from accepting a job to its outcome",
+    ["queue"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+REJECTED = Counter(
+    "llm_wrap_requests_rejected_total", "Requests answered with an error status", ["status"]
+)

@@ -1,0 +1,68 @@
+"""Publishing jobs to a model's queue: persistent, confirmed, mandatory, prioritised.
+
+A confirm means RabbitMQ has the job (on disk for a durable queue); a return means no queue
+exists under that name (no worker ever declared it); a nack means the queue is full. Each becomes
+its own error instead of a job that silently vanishes (the original published unconfirmed).
+"""
+
+import asyncio
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+
+from services.backend.errors import BrokerUnavailable, NoLiveWorker, QueueFull
+from services.common.connections import connect_broker
+from services.common.protocol import MAX_PRIORITY
+from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class JobPublisher:
+    def __init__(
+        self, connection: AbstractRobustConnection, channel: AbstractRobustChannel, timeout: float
+    ) -> None:
+        self._connection = connection
+        self._channel = channel
+        self._timeout = timeout
+
+    @classmethod
+    async def open(cls, settings: CommonSettings, *, timeout: float, name: str) -> "JobPublisher":
+        connection = await connect_broker(settings, name=name)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        return cls(connection, channel, timeout)  # type: ignore[arg-type]
+
+    @property
+    def ready(self) -> bool:
+        return self._connection.connected.is_set() and not self._channel.is_closed
+
+    async def publish(
+        self, queue: str, body: bytes, *, job_id: str, priority: int, expiration_s: float
+    ) -> None:
+        if not self.ready:
+            raise BrokerUnavailable("RabbitMQ is unreachable")
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=max(0, min(MAX_PRIORITY, priority)),
+            message_id=job_id,
+            # Nobody waits for the job after its deadline: let the broker drop it unread.
+            expiration=max(1.0, expiration_s),
+        )
+        try:
+            await self._channel.default_exchange.publish(
+                message, routing_key=queue, mandatory=True, timeout=self._timeout
+            )
+        except PublishError as e:
+            raise NoLiveWorker(f"no queue {queue!r}: no worker has declared it") from e
+        except DeliveryError as e:
+            raise QueueFull(f"queue {queue!r} is full; retry later") from e
+        except (TimeoutError, AMQPError, ChannelInvalidStateError, ConnectionError) as e:
+            log.warning("publish to %s failed: %r", queue, e)
+            raise BrokerUnavailable("RabbitMQ did not accept the job") from e
+
+    async def close(self) -> None:
+        await asyncio.shield(self._connection.close())

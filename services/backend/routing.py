@@ -1,0 +1,102 @@
+"""Which queue a request goes to, decided from workers' live announcements (kept in memory).
+
+The view is refreshed in the background; a miss triggers one immediate refresh (rate-limited) so
+a worker that just came up is found without waiting for the next tick.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.backend.errors import NoLiveWorker, StoreUnavailable, UnknownModel
+from services.common.keys import KeySpace
+from services.common.registry import ModelState, read_models
+
+log = logging.getLogger(__name__)
+
+
+class ModelRouter:
+    def __init__(
+        self, redis: Redis, keys: KeySpace, default_queue: str, refresh_s: float = 1.0
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.default_queue = default_queue
+        self._refresh_s = refresh_s
+        self._by_model: dict[str, ModelState] = {}
+        self._live_by_queue: dict[str, int] = {}
+        self._refreshed_at = 0.0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.refresh()
+        self._task = asyncio.create_task(self._refresh_forever(), name="model-router")
+
+    async def refresh(self) -> None:
+        states = await read_models(self._redis, self._keys)
+        live: dict[str, int] = {}
+        for s in states:
+            live[s.queue] = max(live.get(s.queue, 0), s.live_workers)
+        self._by_model = {s.model: s for s in states}
+        self._live_by_queue = live
+        self._refreshed_at = time.monotonic()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await self.refresh()
+            except (RedisError, OSError) as e:
+                log.debug("model registry refresh failed: %r", e)
+
+    async def _refresh_on_miss(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._refreshed_at < 0.2:
+                return
+            try:
+                await self.refresh()
+            except (RedisError, OSError) as e:
+                raise StoreUnavailable("Redis is unreachable") from e
+
+    @property
+    def known_models(self) -> list[str]:
+        return sorted(self._by_model)
+
+    def _lookup(self, model: str | None, queue: str | None) -> str | None:
+        """The queue to use, or None when the model is unknown."""
+        if queue is not None:
+            return queue
+        if model is None:
+            return self.default_queue
+        state = self._by_model.get(model)
+        if state is not None:
+            return state.queue
+        # A client may name the queue itself in meta.model (the original routed by queue name).
+        if model == self.default_queue or model in self._live_by_queue:
+            return model
+        return None
+
+    async def resolve(self, model: str | None, queue: str | None = None) -> str:
+        """The queue for `model` (or an explicit queue); raises 404/503 errors, never waits long."""
+        target = self._lookup(model, queue)
+        if target is None or self._live_by_queue.get(target, 0) == 0:
+            await self._refresh_on_miss()
+            target = self._lookup(model, queue)
+        if target is None:
+            raise UnknownModel(str(model), self.known_models)
+        if self._live_by_queue.get(target, 0) == 0:
+            name = model or target
+            raise NoLiveWorker(f"no live worker serves model {name!r} (queue {target!r})")
+        return target
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

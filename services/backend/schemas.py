@@ -1,0 +1,43 @@
+"""Request and response bodies of the original protollm-api, accepted verbatim.
+
+The original clients (ProtoLLM SDK, its LangChain connector) send `priority`, `source` and nulls
+for optional meta fields: all accepted, `null` meaning the documented default.
+"""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from services.common.protocol import ChatMessage
+
+
+def _none_to_default(default: Any) -> BeforeValidator:
+    return BeforeValidator(lambda v: default if v is None else v)
+
+
+class PromptMeta(BaseModel):
+    temperature: Annotated[float, _none_to_default(0.2), Field(ge=0, le=2)] = 0.2
+    tokens_limit: Annotated[int, _none_to_default(8096), Field(gt=0)] = 8096
+    stop_words: Annotated[list[str], _none_to_default([])] = Field(default_factory=list)
+    model: str | None = None
+
+
+class _JobRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str | None = Field(None, max_length=256)
+    priority: int | None = None
+    meta: Annotated[PromptMeta, _none_to_default({})] = Field(default_factory=PromptMeta)
+
+
+class PromptModel(_JobRequest):
+    content: str
+
+
+class ChatCompletionModel(_JobRequest):
+    source: str | None = "local"
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class ResponseModel(BaseModel):
+    content: str

@@ -1,0 +1,111 @@
+"""Waking requests when their job finishes: one Redis subscription per process, demultiplexed.
+
+Each process subscribes once, at start-up, to its own channel, and every job names that channel, so
+a worker's result (pushed in the same script that stores it) reaches exactly the waiting process.
+A future is registered before the job is published, so an early result is never missed (the
+original subscribed after checking, and lost wake-ups). After a dropped subscription, and
+periodically for long waits, pending jobs are also read back from their stored record: a push lost
+while disconnected costs a short delay, never the whole timeout.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.protocol import JobOutcome
+from services.common.store import ResultStore, parse_outcome
+
+log = logging.getLogger(__name__)
+
+
+class ResultWaiter:
+    def __init__(self, redis: Redis, store: ResultStore, channel: str, sweep_s: float = 2.0) -> None:
+        self._redis = redis
+        self._store = store
+        self.channel = channel
+        self._sweep_s = sweep_s
+        self._waiting: dict[str, tuple[asyncio.Future[JobOutcome], float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="result-waiter")
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="result-sweeper")
+        # Start-up waits briefly for the subscription; /ready reports it if Redis is down.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), 2.0)
+
+    def expect(self, job_id: str) -> asyncio.Future[JobOutcome]:
+        """Register interest in `job_id`; call before publishing the job."""
+        fut: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting[job_id] = (fut, time.monotonic())
+        return fut
+
+    def forget(self, job_id: str) -> None:
+        self._waiting.pop(job_id, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiting)
+
+    def _resolve(self, outcome: JobOutcome) -> None:
+        entry = self._waiting.pop(outcome.job_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(outcome)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed.set()
+                backoff = 0.1
+                # Anything published while we were not subscribed is read back from the store.
+                await self._sweep(min_age=0.0)
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is None or msg["type"] != "message":
+                        continue
+                    try:
+                        self._resolve(parse_outcome(msg["data"]))
+                    except ValueError:
+                        log.error("dropping malformed notification on %s", self.channel)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as e:
+                if self.subscribed.is_set():
+                    log.warning("result subscription lost (%r); reconnecting", e)
+                self.subscribed.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _sweep(self, min_age: float) -> None:
+        now = time.monotonic()
+        ids = [j for j, (_, since) in self._waiting.items() if now - since >= min_age]
+        for outcome in await self._store.outcomes(ids):
+            self._resolve(outcome)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            with contextlib.suppress(RedisError, OSError):
+                await self._sweep(min_age=self._sweep_s)
+
+    async def close(self) -> None:
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for fut, _ in self._waiting.values():
+            fut.cancel()
+        self._waiting.clear()

@@ -1,0 +1,74 @@
+"""The job message (backend -> worker over RabbitMQ) and the outcome (worker -> backend over Redis).
+
+Versioned with `v`: a worker refuses (and reports) a message of a version it does not know instead
+of guessing. Serialised as JSON; field names are short-lived wire names, not public API.
+"""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+# AMQP priorities are 0..MAX_PRIORITY; queues are declared with this `x-max-priority`.
+MAX_PRIORITY = 10
+DEFAULT_PRIORITY = 5
+
+
+class JobStatus(StrEnum):
+    """pending -> in_progress -> completed | error. `completed` and `error` are final."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR})
+
+
+class JobKind(StrEnum):
+    GENERATE = "generate"
+    CHAT = "chat"
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class SamplingParams(BaseModel):
+    """What the model needs to know about how to generate; defaults are the original API's."""
+
+    temperature: float = Field(0.2, ge=0)
+    max_tokens: int = Field(8096, gt=0)
+    stop: list[str] = Field(default_factory=list)
+
+
+class JobMessage(BaseModel):
+    """One unit of work on a model's queue."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    v: Literal[1] = PROTOCOL_VERSION
+    job_id: str
+    kind: JobKind
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    # Redis channel of the backend process waiting for this job.
+    notify: str
+    created_at: float
+    # Epoch seconds after which nobody waits for the answer: the worker reports it failed instead.
+    deadline: float
+    client_job_id: str | None = None
+
+
+class JobOutcome(BaseModel):
+    """The final word on a job, stored in its hash and pushed to the waiting backend."""
+
+    job_id: str
+    status: Literal[JobStatus.COMPLETED, JobStatus.ERROR]
+    content: str | None = None
+    error: str | None = None

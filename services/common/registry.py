@@ -1,0 +1,77 @@
+"""Worker announcements: which models are served, on which queue, by how many live workers.
+
+Workers heartbeat into a per-queue sorted set scored by expiry time; a worker that dies simply
+stops renewing and drops out after `ttl` seconds. The backend reads this to answer 404 (model never
+announced) or 503 (no live worker) at once instead of letting a request wait for its deadline.
+"""
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from services.common.keys import KeySpace
+
+# A model not announced for this long is forgotten (404 instead of 503).
+FORGET_AFTER_S = 24 * 3600
+
+
+class Announcement(BaseModel):
+    model: str
+    queue: str
+    backend: str
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    model: str
+    queue: str
+    live_workers: int
+
+
+async def announce(
+    redis: Redis, keys: KeySpace, *, worker_id: str, queue: str, names: list[str],
+    backend: str, ttl: float,
+) -> None:
+    """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.workers(queue), {worker_id: now + ttl})
+        pipe.zremrangebyscore(keys.workers(queue), "-inf", now)
+        pipe.expire(keys.workers(queue), int(FORGET_AFTER_S))
+        for name in names:
+            ann = Announcement(model=name, queue=queue, backend=backend, last_seen=now)
+            pipe.hset(keys.models, name, ann.model_dump_json())
+        await pipe.execute()
+
+
+async def withdraw(redis: Redis, keys: KeySpace, *, worker_id: str, queue: str) -> None:
+    """Remove this worker's heartbeat at shutdown, so the backend stops routing to it at once."""
+    await redis.zrem(keys.workers(queue), worker_id)
+
+
+async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
+    """Every model announced within FORGET_AFTER_S, with its count of live workers."""
+    now = time.time()
+    raw = await redis.hgetall(keys.models)
+    announced = []
+    for value in raw.values():
+        try:
+            ann = Announcement.model_validate(orjson.loads(value))
+        except ValueError:
+            continue
+        if now - ann.last_seen < FORGET_AFTER_S:
+            announced.append(ann)
+    if not announced:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for ann in announced:
+            pipe.zcount(keys.workers(ann.queue), now, "+inf")
+        counts = await pipe.execute()
+    return [
+        ModelState(model=a.model, queue=a.queue, live_workers=int(c))
+        for a, c in zip(announced, counts, strict=True)
+    ]

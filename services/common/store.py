@@ -1,0 +1,113 @@
+"""The result store: job records in Redis, written so that no reader ever sees a half-done job.
+
+Every transition is one server-side script, so status and answer change together (the original
+wrote "completed" before the answer), a final status is never overwritten (first final write wins:
+a redelivered duplicate or a late worker after a timeout changes nothing), and the push to the
+waiting backend happens in the same step as the write.
+"""
+
+import time
+
+import orjson
+from redis.asyncio import Redis
+
+from services.common.keys import KeySpace
+from services.common.protocol import JobMessage, JobOutcome, JobStatus
+
+# KEYS[1] job hash. ARGV: ttl, then field/value pairs. Status becomes pending only if unset,
+# because the worker may already have finished the job before this write lands.
+_CREATE = """
+redis.call('HSETNX', KEYS[1], 'status', 'pending')
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] job hash. ARGV: now, ttl. Returns {status, tries}; a final status means "already done".
+_START = """
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'completed' or s == 'error' then return {s, 0} end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {'in_progress', tries}
+"""
+
+# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload.
+# Returns 1 when this write made the job final, 0 when it already was.
+_FINISH = """
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'completed' or s == 'error' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+return 1
+"""
+
+
+class ResultStore:
+    """Job records and result notifications; one instance per process, over its Redis pool."""
+
+    def __init__(self, redis: Redis, keys: KeySpace, ttl: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = ttl
+        self._create = redis.register_script(_CREATE)
+        self._start = redis.register_script(_START)
+        self._finish = redis.register_script(_FINISH)
+
+    async def create(self, job: JobMessage) -> None:
+        """Record a job as pending (unless a worker already got further)."""
+        fields = ["model", job.model, "kind", job.kind.value, "created_at", repr(job.created_at)]
+        if job.client_job_id is not None:
+            fields += ["client_job_id", job.client_job_id]
+        await self._create(keys=[self.keys.job(job.job_id)], args=[self.ttl, *fields])
+
+    async def start(self, job_id: str) -> tuple[JobStatus, int]:
+        """Mark a job in progress; returns its status and how many times it has been started."""
+        status, tries = await self._start(
+            keys=[self.keys.job(job_id)], args=[repr(time.time()), self.ttl]
+        )
+        return JobStatus(status.decode() if isinstance(status, bytes) else status), int(tries)
+
+    async def finish(self, outcome: JobOutcome, notify: str = "") -> bool:
+        """Store the final outcome and push it to `notify`; False if the job was already final."""
+        if outcome.status is JobStatus.COMPLETED:
+            field, value = "content", outcome.content or ""
+        else:
+            field, value = "error", outcome.error or "unknown error"
+        payload = outcome.model_dump_json() if notify else ""
+        done = await self._finish(
+            keys=[self.keys.job(outcome.job_id)],
+            args=[outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload],
+        )
+        return bool(done)
+
+    async def get(self, job_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def outcomes(self, job_ids: list[str]) -> list[JobOutcome]:
+        """The final outcomes among `job_ids` (a sweep for results whose push was missed)."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), "status", "content", "error")
+            rows = await pipe.execute()
+        found = []
+        for job_id, (status, content, error) in zip(job_ids, rows, strict=True):
+            if status in (b"completed", b"error"):
+                found.append(
+                    JobOutcome(
+                        job_id=job_id,
+                        status=JobStatus(status.decode()),
+                        content=content.decode() if content is not None else None,
+                        error=error.decode() if error is not None else None,
+                    )
+                )
+        return found
+
+
+def parse_outcome(data: bytes) -> JobOutcome:
+    return JobOutcome.model_validate(orjson.loads(data))

@@ -1,0 +1,1 @@
+"""The model worker: `python -m services.worker` serves one model on its queue."""

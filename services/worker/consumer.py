@@ -1,0 +1,220 @@
+"""The job loop: take jobs from the model's queue, run them, store every outcome, then ack.
+
+Guarantees (STYLE rule 6): every job taken ends in a stored outcome (success, model error,
+deadline, bad payload, too many tries), written before the ack and shielded from cancellation, so
+a crash at any point means redelivery, never a lost job; a job started `JOB_MAX_TRIES` times is
+failed rather than retried forever. While Redis is unreachable the worker holds its jobs and retries
+the write instead of requeueing them in a tight loop (the original spun at 10k requeues).
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.connections import connect_broker, declare_model_queue, make_redis
+from services.common.keys import KeySpace
+from services.common.protocol import FINAL_STATUSES, JobMessage, JobOutcome, JobStatus
+from services.common.store import ResultStore
+from services.worker.config import WorkerSettings
+from services.worker.heartbeat import Heartbeat
+from services.worker.models import GenerationRequest, ModelBackend, ModelError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STORE_RETRY_S = 120.0
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, model: ModelBackend) -> None:
+        self.settings = settings
+        self.model = model
+        self.worker_id = f"{settings.MODEL_NAME}-{uuid.uuid4().hex[:8]}"
+        self.keys = KeySpace(settings.REDIS_PREFIX)
+        self.redis: Redis = make_redis(settings, max_connections=settings.WORKER_CONCURRENCY + 8)
+        self.store = ResultStore(self.redis, self.keys, settings.RESULT_TTL)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractRobustQueue | None = None
+        self._consumer_tag: str | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.heartbeat = Heartbeat(
+            self.redis,
+            self.keys,
+            worker_id=self.worker_id,
+            names=settings.model_names,
+            queue=settings.QUEUE_NAME,
+            backend=settings.MODEL_BACKEND.value,
+            interval=settings.HEARTBEAT_INTERVAL,
+            ttl=settings.HEARTBEAT_TTL,
+            file=settings.HEARTBEAT_FILE,
+            healthy=self._broker_ok,
+        )
+
+    def _broker_ok(self) -> bool:
+        c, ch = self._connection, self._channel
+        return c is not None and c.connected.is_set() and ch is not None and not ch.is_closed
+
+    async def start(self) -> None:
+        """Load the model, then connect and consume; announce only once able to serve."""
+        s = self.settings
+        log.info("loading model %r (backend %s)", s.MODEL_NAME, s.MODEL_BACKEND.value)
+        started = time.perf_counter()
+        await self.model.load()
+        log.info("model loaded in %.1f s", time.perf_counter() - started)
+        self._connection = await self._connect()
+        self._channel = await self._connection.channel()  # type: ignore[assignment]
+        assert self._channel is not None
+        await self._channel.set_qos(prefetch_count=s.WORKER_CONCURRENCY)
+        self._queue = await declare_model_queue(
+            self._channel, s.QUEUE_NAME, max_length=s.QUEUE_MAX_LENGTH
+        )
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        await self.heartbeat.start()
+        log.info(
+            "worker %s serving model %r on queue %r (concurrency %d)",
+            self.worker_id, s.MODEL_NAME, s.QUEUE_NAME, s.WORKER_CONCURRENCY,
+        )
+
+    async def _connect(self) -> AbstractRobustConnection:
+        for attempt in range(1, 61):
+            try:
+                return await connect_broker(self.settings, name=f"worker-{self.worker_id}")
+            except (OSError, ConnectionError, TimeoutError) as e:
+                if attempt == 60:
+                    raise
+                log.warning("RabbitMQ not reachable yet (%r); retrying", e)
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._handle(message)
+        finally:
+            self._inflight.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = JobMessage.model_validate_json(message.body)
+        except ValidationError as e:
+            await self._reject_malformed(message, e)
+            return
+        status, tries = await self._store_retrying(lambda: self.store.start(job.job_id))
+        if status in FINAL_STATUSES:
+            log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
+            await message.ack()
+            return
+        if tries > self.settings.JOB_MAX_TRIES:
+            outcome = self._error(job, f"gave up after {tries - 1} tries (the worker kept dying)")
+        else:
+            log.info("job %s started (model %s, try %d)", job.job_id, job.model, tries)
+            outcome = await self._run(job)
+        # Store, then ack: shielded, so a shutdown cannot cut between the two.
+        await asyncio.shield(self._finish(job, outcome, message))
+
+    async def _run(self, job: JobMessage) -> JobOutcome:
+        remaining = job.deadline - time.time()
+        if remaining <= 0:
+            return self._error(job, "expired in the queue before a worker could take it")
+        request = GenerationRequest(
+            kind=job.kind, params=job.params, prompt=job.prompt, messages=job.messages
+        )
+        try:
+            text = await asyncio.wait_for(self.model.generate(request), timeout=remaining)
+        except TimeoutError:
+            return self._error(job, "the model did not finish before the job's deadline")
+        except ModelError as e:
+            return self._error(job, str(e))
+        except Exception as e:
+            log.exception("job %s: model raised", job.job_id)
+            return self._error(job, f"{type(e).__name__}: {e}")
+        return JobOutcome(job_id=job.job_id, status=JobStatus.COMPLETED, content=text)
+
+    @staticmethod
+    def _error(job: JobMessage, reason: str) -> JobOutcome:
+        return JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason)
+
+    async def _finish(
+        self, job: JobMessage, outcome: JobOutcome, message: AbstractIncomingMessage
+    ) -> None:
+        try:
+            await self._store_retrying(lambda: self.store.finish(outcome, job.notify))
+        except (RedisError, OSError):
+            log.error("job %s: result store unreachable; handing the job back", job.job_id)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        log.info("job %s %s", job.job_id, outcome.status.value)
+
+    async def _reject_malformed(self, message: AbstractIncomingMessage, err: ValidationError) -> None:
+        """A message we cannot parse is failed (if it names a job) and acked, never requeued."""
+        import orjson
+
+        log.error("malformed job message %s: %s", message.message_id, err.errors()[:3])
+        try:
+            raw = orjson.loads(message.body)
+            job_id, notify = str(raw["job_id"]), str(raw.get("notify", ""))
+        except (ValueError, KeyError, TypeError):
+            await message.ack()
+            return
+        outcome = JobOutcome(
+            job_id=job_id, status=JobStatus.ERROR, error=f"malformed job message: {err.errors()[:1]}"
+        )
+        with contextlib.suppress(RedisError, OSError):
+            await self._store_retrying(lambda: self.store.finish(outcome, notify))
+        await message.ack()
+
+    async def _store_retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a store operation, waiting out a Redis outage (up to STORE_RETRY_S)."""
+        deadline = time.monotonic() + STORE_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                return await op()
+            except (RedisError, OSError) as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("result store unreachable (%r); retrying in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let running ones finish (up to DRAIN_TIMEOUT), then disconnect.
+
+        Jobs still running after the drain time are handed back to the queue by the broker when
+        the channel closes.
+        """
+        self._stopping = True
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        await self.heartbeat.stop()
+        if self._inflight:
+            log.info("draining %d job(s)", len(self._inflight))
+            _, pending = await asyncio.wait(set(self._inflight), timeout=self.settings.DRAIN_TIMEOUT)
+            for task in pending:
+                task.cancel()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        await self.model.close()
+        await self.redis.aclose()
+        log.info("worker %s stopped", self.worker_id)

@@ -1,0 +1,120 @@
+"""A Hugging Face causal LM loaded from MODEL_PATH (CPU, or GPU when torch sees one).
+
+Generation runs in a thread so the event loop keeps answering broker heartbeats; one generation at
+a time per model (transformers' `generate` does not batch concurrent callers).
+"""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.worker.models.base import GenerationRequest, ModelBackend, ModelError, cut_at_stop
+
+
+class TransformersModel(ModelBackend):
+    def __init__(self, path: str, max_len: int, device: str | None = None) -> None:
+        self.path = path
+        self.max_len = max_len
+        self.device = device
+        self._lock = asyncio.Lock()
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.device is None:
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype="auto")
+        self.model.to(self.device)
+        self.model.eval()
+
+    def _inputs(self, request: GenerationRequest) -> dict[str, Any]:
+        if request.messages is not None:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ModelError("this model has no chat template; use /generate")
+            enc = self.tokenizer.apply_chat_template(
+                [m.model_dump() for m in request.messages],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+        else:
+            enc = self.tokenizer(request.prompt or "", return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def _generate_kwargs(self, request: GenerationRequest, inputs: dict[str, Any]) -> dict[str, Any]:
+        prompt_len = int(inputs["input_ids"].shape[1])
+        room = self.max_len - prompt_len
+        if room <= 0:
+            raise ModelError(f"prompt has {prompt_len} tokens; TOKENS_LEN is {self.max_len}")
+        p = request.params
+        kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": min(p.max_tokens, room),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if p.temperature > 0:
+            kwargs.update(do_sample=True, temperature=p.temperature)
+        else:
+            kwargs.update(do_sample=False)
+        return kwargs
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        from transformers import TextIteratorStreamer
+
+        async with self._lock:
+            inputs = self._inputs(request)
+            kwargs = self._generate_kwargs(request, inputs)
+            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    self.model.generate(**kwargs, streamer=streamer)
+                except BaseException as e:  # surfaced to the caller below
+                    errors.append(e)
+                    streamer.end()
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            text = ""
+            stops = request.params.stop
+            sentinel = object()
+            while True:
+                piece = await asyncio.to_thread(next, streamer, sentinel)
+                if piece is sentinel:
+                    break
+                assert isinstance(piece, str)
+                cut = cut_at_stop(text + piece, stops)
+                if len(cut) < len(text) + len(piece):
+                    if len(cut) > len(text):
+                        yield cut[len(text) :]
+                    break
+                text += piece
+                if piece:
+                    yield piece
+            await asyncio.to_thread(thread.join)
+            if errors:
+                raise ModelError(f"{type(errors[0]).__name__}: {errors[0]}")
+
+    async def generate(self, request: GenerationRequest) -> str:
+        async with self._lock:
+            return await asyncio.to_thread(self._generate_sync, request)
+
+    def _generate_sync(self, request: GenerationRequest) -> str:
+        import torch
+
+        inputs = self._inputs(request)
+        kwargs = self._generate_kwargs(request, inputs)
+        with torch.inference_mode():
+            out = self.model.generate(**kwargs)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return cut_at_stop(text, request.params.stop)

@@ -1,0 +1,70 @@
+"""Broker and result-store outages, produced for real: the servers are stopped and restarted."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.utils.stack import Stack
+from tools.local.servers import RabbitServer, RedisServer
+
+
+def _post(url: str, content: str = "ping") -> tuple[int, dict, float]:
+    started = time.monotonic()
+    r = httpx.post(url + "/generate", json={"content": content}, timeout=30)
+    return r.status_code, r.json(), time.monotonic() - started
+
+
+def _until_ok(url: str, content: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, body, _ = _post(url, content)
+        if code == 200 or time.monotonic() > deadline:
+            assert code == 200, body
+            return body
+        time.sleep(0.5)
+
+
+def test_broker_down_is_503_within_2s_then_recovers(
+    own_stack: Stack, own_servers: tuple[RedisServer, RabbitServer], queue: str
+) -> None:
+    _, rabbit = own_servers
+    worker = own_stack.worker(queue)
+    url = own_stack.backend(QUEUE_NAME=queue).url
+    assert _post(url)[0] == 200
+
+    rabbit.stop()
+    time.sleep(0.5)
+    code, body, took = _post(url)
+    assert code == 503, body
+    assert took < 2
+    ready = httpx.get(url + "/ready")
+    assert ready.status_code == 503
+    assert "rabbitmq" in ready.json()["down"]
+
+    rabbit.start()
+    # Backend and worker reconnect by themselves (the original's consumer never came back).
+    assert _until_ok(url, "after the broker restart") == {"content": "after the broker restart"}
+    assert worker.proc is not None and worker.proc.poll() is None
+    assert httpx.get(url + "/ready").status_code == 200
+
+
+def test_redis_down_is_503_within_2s_then_recovers(
+    own_stack: Stack, own_servers: tuple[RedisServer, RabbitServer], queue: str
+) -> None:
+    redis, _ = own_servers
+    own_stack.worker(queue)
+    url = own_stack.backend(QUEUE_NAME=queue).url
+    assert _post(url)[0] == 200
+
+    redis.stop()
+    code, body, took = _post(url)
+    assert code == 503, body
+    assert took < 2
+    ready = httpx.get(url + "/ready")
+    assert ready.status_code == 503 and "redis" in ready.json()["down"]
+
+    redis.start()  # an empty Redis: announcements and subscriptions must come back by themselves
+    assert _until_ok(url, "after the redis restart") == {"content": "after the redis restart"}
+    assert httpx.get(url + "/ready").status_code == 200

@@ -1,0 +1,88 @@
+"""The transformers backend on a tiny random Llama built offline, loaded by the real loading code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.protocol import ChatMessage, JobKind, SamplingParams
+from services.worker.models.base import GenerationRequest, ModelError
+from services.worker.models.transformers_model import TransformersModel
+from tests.utils.stack import Stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tools.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+async def model(tiny_model: Path) -> TransformersModel:
+    m = TransformersModel(str(tiny_model), max_len=256)
+    await m.load()
+    return m
+
+
+def _req(**kw: object) -> GenerationRequest:
+    params = SamplingParams(temperature=0, max_tokens=kw.pop("max_tokens", 12), stop=kw.pop("stop", []))
+    return GenerationRequest(kind=JobKind.GENERATE, params=params, **kw)  # type: ignore[arg-type]
+
+
+async def test_greedy_generation_is_deterministic_and_bounded(model: TransformersModel) -> None:
+    a = await model.generate(_req(prompt="what is ai"))
+    b = await model.generate(_req(prompt="what is ai"))
+    assert a == b and a
+    ids = model.tokenizer(a, add_special_tokens=False).input_ids
+    assert len(ids) <= 12 + 2  # re-tokenising decoded text may merge or split a little
+
+
+async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> None:
+    req = _req(prompt="hello world", max_tokens=10)
+    pieces = [p async for p in model.stream(req)]
+    assert len(pieces) > 1
+    assert "".join(pieces) == await model.generate(req)
+
+
+async def test_stop_word_cuts_the_answer(model: TransformersModel) -> None:
+    full = await model.generate(_req(prompt="the model", max_tokens=20))
+    stop = full.strip().split()[1] if len(full.split()) > 1 else full.strip()[:2]
+    cut = await model.generate(_req(prompt="the model", max_tokens=20, stop=[stop]))
+    assert stop not in cut and full.startswith(cut)
+
+
+async def test_chat_uses_the_chat_template(model: TransformersModel) -> None:
+    req = GenerationRequest(
+        kind=JobKind.CHAT,
+        params=SamplingParams(temperature=0, max_tokens=8),
+        messages=[ChatMessage(role="user", content="hello")],
+    )
+    assert isinstance(await model.generate(req), str)
+
+
+async def test_prompt_longer_than_tokens_len_is_a_model_error(tiny_model: Path) -> None:
+    m = TransformersModel(str(tiny_model), max_len=8)
+    await m.load()
+    with pytest.raises(ModelError, match="TOKENS_LEN"):
+        await m.generate(_req(prompt="one two three four five six seven eight nine ten"))
+
+
+def test_worker_serves_the_tiny_model_end_to_end(stack: Stack, queue: str, tiny_model: Path) -> None:
+    stack.worker(queue, MODEL_BACKEND="transformers", MODEL_PATH=tiny_model, MODEL_NAME="tiny",
+                 TOKENS_LEN=256)
+    url = stack.backend(QUEUE_NAME=queue).url
+    body = {"content": "what is ai", "meta": {"model": "tiny", "temperature": 0, "tokens_limit": 8}}
+    r1 = httpx.post(url + "/generate", json=body, timeout=60)
+    r2 = httpx.post(url + "/generate", json=body, timeout=60)
+    assert r1.status_code == 200, r1.text
+    assert r1.json() == r2.json() and r1.json()["content"]
+    chat = {"messages": [{"role": "user", "content": "hello"}], "meta": {"model": "tiny", "tokens_limit": 8}}
+    assert httpx.post(url + "/chat_completion", json=chat, timeout=60).status_code == 200
+    too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
+    r = httpx.post(url + "/generate", json=too_long, timeout=60)
+    assert r.status_code == 502 and "TOKENS_LEN" in r.json()["detail"]

@@ -1,0 +1,100 @@
+"""Worker lifecycle with real processes: crash redelivery, drain on SIGTERM, bad messages."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import aio_pika
+import httpx
+import orjson
+import redis as redis_sync
+
+from tests.utils.stack import Stack
+from tools.local.servers import RabbitServer, RedisServer
+
+
+def test_a_job_whose_worker_dies_is_finished_by_another(stack: Stack, queue: str) -> None:
+    slow = stack.worker(queue, ECHO_TOKEN_DELAY_MS=200, WORKER_CONCURRENCY=1)
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(url + "/generate", json={"content": "a b c d e f g h i j"}, timeout=30)
+        result.update(status=r.status_code, body=r.json())
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while "started" not in slow.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    slow.kill()  # mid-job, unacked: RabbitMQ hands the job to the next worker
+    stack.worker(queue)
+    t.join(30)
+    assert result == {"status": 200, "body": {"content": "a b c d e f g h i j"}}
+
+
+def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
+    worker = stack.worker(queue, ECHO_TOKEN_DELAY_MS=150, WORKER_CONCURRENCY=2)
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(url + "/generate", json={"content": "one two three four five six"}, timeout=30)
+        result.update(status=r.status_code, body=r.json())
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while "started" not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.signal(signal.SIGTERM)
+    t.join(30)
+    assert worker.proc is not None and worker.proc.wait(10) == 0
+    assert result == {"status": 200, "body": {"content": "one two three four five six"}}
+    assert "draining 1 job" in worker.output()
+    # Gone from routing at once, not after the heartbeat TTL.
+    r = httpx.post(url + "/generate", json={"content": "x"}, timeout=10)
+    assert r.status_code == 503
+
+
+def test_malformed_message_is_acked_and_reported_not_requeued(
+    stack: Stack, queue: str, redis_server: RedisServer, rabbit_server: RabbitServer, prefix: str
+) -> None:
+    worker = stack.worker(queue)
+
+    async def publish() -> None:
+        conn = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{rabbit_server.port}/")
+        async with conn:
+            ch = await conn.channel()
+            body = orjson.dumps({"v": 1, "job_id": "bad-1", "notify": "", "kind": "nonsense"})
+            await ch.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
+            await ch.default_exchange.publish(aio_pika.Message(b"not json"), routing_key=queue)
+
+    asyncio.run(publish())
+    r = redis_sync.Redis(port=redis_server.port)
+    deadline = time.monotonic() + 10
+    while r.hget(f"{prefix}:job:bad-1", "status") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.hget(f"{prefix}:job:bad-1", "status") == b"error"
+    assert b"malformed" in r.hget(f"{prefix}:job:bad-1", "error")
+    time.sleep(0.5)
+    assert worker.output().count("malformed job message") == 2  # each seen once, not looping
+
+
+def test_job_records_go_through_their_statuses_with_timestamps(
+    stack: Stack, queue: str, redis_server: RedisServer, prefix: str
+) -> None:
+    stack.worker(queue)
+    url = stack.backend(QUEUE_NAME=queue).url
+    assert httpx.post(url + "/generate", json={"job_id": "mine", "content": "hi"}, timeout=10).status_code == 200
+    r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+    (key,) = r.keys(f"{prefix}:job:*")
+    job = r.hgetall(key)
+    assert job["status"] == "completed" and job["content"] == "hi"
+    assert job["client_job_id"] == "mine"
+    assert float(job["created_at"]) <= float(job["started_at"]) <= float(job["finished_at"])
+    assert job["tries"] == "1"
+    assert 0 < r.ttl(key) <= 3600

@@ -204,8 +204,9 @@ class Worker:
         """
         self._stopping = True
         if self._queue is not None and self._consumer_tag is not None:
+            # Bounded: with the broker gone, a cancel would wait for a reconnect.
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), 5)
         await self.heartbeat.stop()
         if self._inflight:
             log.info("draining %d job(s)", len(self._inflight))
@@ -214,7 +215,7 @@ class Worker:
                 task.cancel()
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), 5)
         await self.model.close()
         await self.redis.aclose()
         log.info("worker %s stopped", self.worker_id)

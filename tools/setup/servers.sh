@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Idempotent: Debian's redis-server and rabbitmq-server binaries (tests start private instances;
+# the system services are not started).
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[setup/servers] installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi

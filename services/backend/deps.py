@@ -9,16 +9,22 @@ from services.backend.config import Settings, get_settings
 from services.backend.jobs import JobService
 
 
-def get_job_service(request: Request) -> JobService:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a thread pool,
+# a thread hop per request on the hot path.
+async def get_job_service(request: Request) -> JobService:
     service: JobService = request.app.state.jobs
     return service
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def settings() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,

@@ -26,6 +26,12 @@ from services.common.store import ResultStore
 log = logging.getLogger(__name__)
 
 
+def _consume_exception(task: asyncio.Future[None]) -> None:
+    """A late failure after the job was answered changes nothing; keep asyncio from warning."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("late failure after the job finished: %r", task.exception())
+
+
 class JobService:
     def __init__(
         self,
@@ -82,24 +88,26 @@ class JobService:
     async def _submit_and_wait(self, job: JobMessage, queue: str, priority: int | None) -> JobOutcome:
         future = self.waiter.expect(job.job_id)
         try:
-            body = job.model_dump_json().encode()
             create = asyncio.ensure_future(self._create(job))
             publish = asyncio.ensure_future(
                 self.publisher.publish(
                     queue,
-                    body,
+                    job.model_dump_json().encode(),
                     job_id=job.job_id,
                     priority=DEFAULT_PRIORITY if priority is None else priority,
                     expiration_s=self.timeout,
                 )
             )
-            # Both run at once; the first failure is raised once both have settled.
-            await asyncio.wait([create, publish])
-            for step in (publish, create):
-                if step.exception() is not None:
-                    if publish.exception() is None or create.exception() is None:
-                        await self._fail_quietly(job.job_id, f"not accepted: {step.exception()!r}")
-                    raise step.exception()  # type: ignore[misc]
+            # RabbitMQ confirms a persistent message only once it is on disk or consumed and
+            # acked; a fast worker's answer often arrives first, and then it is the proof of
+            # acceptance: the request does not wait for the confirm.
+            await asyncio.wait([publish, future], return_when=asyncio.FIRST_COMPLETED)
+            if not future.done() or publish.done():
+                await asyncio.wait([create, publish])
+                await self._raise_if_not_accepted(job, create, publish)
+            else:
+                publish.add_done_callback(_consume_exception)
+                create.add_done_callback(_consume_exception)
             try:
                 return await asyncio.wait_for(future, timeout=max(0.0, job.deadline - time.time()))
             except TimeoutError:
@@ -109,6 +117,17 @@ class JobService:
                 ) from None
         finally:
             self.waiter.forget(job.job_id)
+
+    async def _raise_if_not_accepted(
+        self, job: JobMessage, create: asyncio.Future[None], publish: asyncio.Future[None]
+    ) -> None:
+        """Raise the first failure of recording or publishing; mark the job failed if half-done."""
+        for step in (publish, create):
+            error = step.exception()
+            if error is not None:
+                if publish.exception() is None or create.exception() is None:
+                    await self._fail_quietly(job.job_id, f"not accepted: {error!r}")
+                raise error
 
     async def _create(self, job: JobMessage) -> None:
         try:

@@ -42,7 +42,14 @@ def main() -> int:
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
             sys.stderr.write(f"invalid setting {loc}: {err['msg']}\n")
         return 2
-    asyncio.run(serve(settings))
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # uvloop is an optimisation, not a requirement
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(settings))
     return 0
 
 

@@ -117,16 +117,24 @@ class Worker:
         except ValidationError as e:
             await self._reject_malformed(message, e)
             return
-        status, tries = await self._store_retrying(lambda: self.store.start(job.job_id))
-        if status in FINAL_STATUSES:
-            log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
-            await message.ack()
-            return
-        if tries > self.settings.JOB_MAX_TRIES:
-            outcome = self._error(job, f"gave up after {tries - 1} tries (the worker kept dying)")
-        else:
-            log.info("job %s started (model %s, try %d)", job.job_id, job.model, tries)
+        start = asyncio.ensure_future(self._store_retrying(lambda: self.store.start(job.job_id)))
+        if message.redelivered:
+            # Only a redelivered job can be a duplicate or a retry: check before running it.
+            status, tries = await start
+            if status in FINAL_STATUSES:
+                log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
+                await message.ack()
+                return
+            if tries > self.settings.JOB_MAX_TRIES:
+                outcome = self._error(job, f"gave up after {tries - 1} tries (the worker kept dying)")
+                await asyncio.shield(self._finish(job, outcome, message))
+                return
+        # A first delivery runs while its in_progress mark is written (one round trip saved).
+        log.info("job %s started (model %s)", job.job_id, job.model)
+        try:
             outcome = await self._run(job)
+        finally:
+            await start
         # Store, then ack: shielded, so a shutdown cannot cut between the two.
         await asyncio.shield(self._finish(job, outcome, message))
 

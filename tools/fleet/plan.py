@@ -1,0 +1,248 @@
+"""Every value the templates print, computed here so that the templates stay logic-free.
+
+Choices worth knowing (also in docs/fleet.md):
+- restart `unless-stopped` (fleet `restart`): survives host reboots, respects a manual stop;
+- shared memory: `1g` for one GPU (and CPU transformers), `2g` per GPU when tensor/pipeline
+  parallel (NCCL and the engine's worker processes exchange through /dev/shm); IPC stays private
+  rather than `ipc: host`, so workers cannot see each other's segments;
+- workers get `stop_grace_period` = `job_timeout`: a draining worker finishes what it holds;
+- the backend's replicas share one published port range, one host port per replica.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tools.fleet import checks, envfile
+from tools.fleet.build import Fleet
+from tools.fleet.credentials import SECRETS_FILE
+from tools.fleet.fields import GpuId
+from tools.fleet.spec import FleetSpec, ModelSpec
+
+API_PORT = 8000
+RABBIT_PORT = 5672
+REDIS_PORT = 6379
+MODELS_ROOT = "/models"
+VOLUMES = ("rabbitmq-data", "redis-data")
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: list[str]
+    interval: str
+    timeout: str
+    retries: int
+    start_period: str
+
+
+@dataclass(frozen=True)
+class Infra:
+    """rabbitmq or redis."""
+
+    image: str
+    command: list[str] | None
+    ports: list[str]
+    healthcheck: Healthcheck
+
+
+@dataclass(frozen=True)
+class Backend:
+    image: str
+    ports: list[str]
+    replicas: int | None
+    environment: list[tuple[str, str]]
+    healthcheck: Healthcheck
+
+
+@dataclass(frozen=True)
+class Worker:
+    service: str
+    model: str
+    image: str
+    env_file: str
+    mount_source: str | None
+    mount_target: str
+    shm_size: str | None
+    device_ids: list[str]
+    healthcheck: Healthcheck
+    env: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    network: str
+    restart: str
+    log_max_size: str
+    log_max_file: str
+    stop_grace_period: str
+    rabbitmq: Infra
+    redis: Infra
+    backend: Backend
+    backend_env: list[tuple[str, str]]
+    workers: list[Worker]
+    volumes: tuple[str, ...]
+    secrets_file: str
+
+
+def escape(value: str) -> str:
+    """A user value inside the compose file: `$` would start Compose interpolation."""
+    return value.replace("$", "$$")
+
+
+def _image(spec: FleetSpec, name: str) -> str:
+    registry = spec.images.registry
+    return f"{registry}/{name}" if registry else name
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _pairs(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(key, envfile.quote(value)) for key, value in items]
+
+
+def worker_env(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> list[tuple[str, str]]:
+    """The worker's variables (CONTRACT.md names), unquoted, in file order."""
+    env = [
+        ("MODEL_NAME", model.name),
+        ("QUEUE_NAME", checks.queue_of(model)),
+        ("MODEL_BACKEND", model.backend),
+        ("MODEL_PATH", f"{MODELS_ROOT}/{model.name}" if model.path else ""),
+        ("TOKENS_LEN", str(model.max_model_len)),
+        ("GPU_MEMORY_UTILISATION", repr(model.gpu_memory_utilisation)),
+        ("TENSOR_PARALLEL_SIZE", str(checks.tensor_parallel(model))),
+        ("NVIDIA_VISIBLE_DEVICES", ",".join(str(d) for d in devices)),
+        ("WORKER_CONCURRENCY", str(model.worker_concurrency or _concurrency(model))),
+        ("ENGINE_ARGS", json.dumps(model.engine_args, separators=(",", ":"), ensure_ascii=False)),
+    ]
+    if model.backend == "openai" and model.inner_llm_url:
+        env.append(("INNER_LLM_URL", model.inner_llm_url))
+    env += [
+        ("RABBIT_MQ_HOST", "rabbitmq"),
+        ("RABBIT_MQ_PORT", str(RABBIT_PORT)),
+        ("REDIS_HOST", "redis"),
+        ("REDIS_PORT", str(REDIS_PORT)),
+        ("REDIS_PREFIX", spec.redis_prefix),
+    ]
+    return env + list(model.env.items())
+
+
+def backend_env(spec: FleetSpec) -> list[tuple[str, str]]:
+    return [
+        ("RABBIT_MQ_HOST", "rabbitmq"),
+        ("RABBIT_MQ_PORT", str(RABBIT_PORT)),
+        ("REDIS_HOST", "redis"),
+        ("REDIS_PORT", str(REDIS_PORT)),
+        ("REDIS_PREFIX", spec.redis_prefix),
+        ("QUEUE_NAME", checks.queue_of(spec.models[0])),
+        ("JOB_TIMEOUT", str(spec.job_timeout)),
+        ("API_PORT", str(API_PORT)),
+    ]
+
+
+def _concurrency(model: ModelSpec) -> int:
+    return 1 if model.backend == "transformers" else 16
+
+
+def _shm(model: ModelSpec, devices: list[GpuId]) -> str | None:
+    if model.shm_size:
+        return model.shm_size
+    if len(devices) > 1:
+        return f"{2 * len(devices)}g"
+    if devices or model.backend == "transformers":
+        return "1g"
+    return None
+
+
+def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
+    gpu = bool(devices)
+    default = spec.images.worker_gpu if gpu else spec.images.worker_cpu
+    start = (
+        model.start_period
+        if model.start_period is not None
+        else (600 if model.backend == "vllm" else 60)
+    )
+    return Worker(
+        service=f"worker-{model.name}",
+        model=model.name,
+        image=escape(model.image or _image(spec, default)),
+        env_file=f"env/worker-{model.name}.env",
+        mount_source=escape(model.path) if model.path else None,
+        mount_target=f"{MODELS_ROOT}/{model.name}",
+        shm_size=_shm(model, devices),
+        device_ids=[str(d) for d in devices],
+        healthcheck=Healthcheck(
+            ["CMD", "python", "-m", "services.worker.healthcheck"], "15s", "10s", 3, f"{start}s"
+        ),
+        env=_pairs(worker_env(spec, model, devices)),
+    )
+
+
+def make_plan(fleet: Fleet) -> Plan:
+    spec = fleet.spec
+    backend = spec.backend
+    last = backend.port + backend.replicas - 1
+    ports = f"{backend.port}-{last}" if backend.replicas > 1 else str(backend.port)
+    environment = []
+    if backend.require_api_keys:
+        environment.append(
+            ("API_KEYS", "${API_KEYS:?set API_KEYS (comma-separated keys) in the shell or .env}")
+        )
+    redis_args = "--appendonly yes" if spec.redis.appendonly else "--appendonly no"
+    loopback = "127.0.0.1"
+    return Plan(
+        project=spec.name,
+        network=spec.network,
+        restart=spec.restart,
+        log_max_size=spec.logging.max_size,
+        log_max_file=str(spec.logging.max_file),
+        stop_grace_period=f"{spec.job_timeout}s",
+        rabbitmq=Infra(
+            image=escape(_image(spec, spec.images.rabbitmq)),
+            command=None,
+            ports=[f"{loopback}:{spec.rabbitmq.port}:{RABBIT_PORT}"]
+            if spec.rabbitmq.publish
+            else [],
+            healthcheck=Healthcheck(
+                ["CMD", "rabbitmq-diagnostics", "-q", "ping"], "10s", "10s", 6, "30s"
+            ),
+        ),
+        redis=Infra(
+            image=escape(_image(spec, spec.images.redis)),
+            # Through sh so the password comes from the container's env, not the compose file;
+            # re-entering the image's entrypoint keeps its drop to the redis user.
+            command=[
+                "sh",
+                "-c",
+                'exec docker-entrypoint.sh redis-server --requirepass "$$REDIS_PASSWORD" '
+                + redis_args,
+            ],
+            ports=[f"{loopback}:{spec.redis.port}:{REDIS_PORT}"] if spec.redis.publish else [],
+            healthcheck=Healthcheck(
+                [
+                    "CMD-SHELL",
+                    'redis-cli -a "$$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG',
+                ],
+                "5s",
+                "5s",
+                10,
+                "10s",
+            ),
+        ),
+        backend=Backend(
+            image=escape(_image(spec, spec.images.backend)),
+            ports=[f"{_host(backend.host)}:{ports}:{API_PORT}"],
+            replicas=backend.replicas if backend.replicas > 1 else None,
+            environment=environment,
+            healthcheck=Healthcheck(
+                ["CMD", "python", "-m", "services.backend.healthcheck"], "10s", "5s", 3, "20s"
+            ),
+        ),
+        backend_env=_pairs(backend_env(spec)),
+        workers=[_worker(spec, m, d) for m, d in zip(spec.models, fleet.devices, strict=True)],
+        volumes=VOLUMES,
+        secrets_file=SECRETS_FILE,
+    )

@@ -1,0 +1,314 @@
+"""The fleet spec: a strict pydantic schema of FLEET.yaml.
+
+Unknown keys are errors (a typo must never pass silently) and every field has a default except
+`models[].name`, `models[].path` and `models[].gpus`; the last two are optional in the schema only
+because `echo`/`openai` models need neither, and `checks.py` requires them where they matter.
+Field descriptions are the user documentation: `python -m tools.fleet docs` prints them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from tools.fleet.fields import (
+    NETWORK_RE,
+    PROJECT_RE,
+    SIZE_RE,
+    Backend,
+    EngineArgs,
+    EnvMap,
+    GpuList,
+    Port,
+    check_name,
+)
+
+
+class StrictModel(BaseModel):
+    """Base of every spec section: unknown keys are errors, values are immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(StrictModel):
+    """One model, served by one worker service pinned to its GPUs."""
+
+    name: str = Field(
+        description="Model name clients put in `meta.model`; the worker service is "
+        "`worker-<name>`. Lowercase letters, digits, `-`, `_`, `.`; starts with a letter or digit."
+    )
+    path: str | None = Field(
+        default=None,
+        description="Absolute host path of the model directory, mounted read-only at "
+        "`/models/<name>` (`MODEL_PATH`). Required for `vllm` and `transformers`.",
+    )
+    gpus: GpuList = Field(
+        default=None,
+        description="GPUs the worker is pinned to: host indices (`[0, 1]`) or UUIDs "
+        "(`[GPU-...]`), never both in one fleet; or `auto` to let render place it on free GPUs "
+        "of the inventory. Required for `vllm`; `[]` or omitted runs on CPU.",
+        json_schema_extra={"x-doc-type": "list of GPU indices (integers) or UUIDs, or `auto`"},
+    )
+    gpu_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="With `gpus: auto`: how many GPUs to place the model on "
+        "(default: `tensor_parallel_size`, else 1).",
+    )
+    tensor_parallel_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="`TENSOR_PARALLEL_SIZE`. Default: the number of GPUs (1 on CPU). Times "
+        "`engine_args.pipeline_parallel_size` it must equal the number of GPUs.",
+    )
+    max_model_len: int = Field(
+        default=4096,
+        ge=1,
+        description="Longest sequence (prompt + answer) in tokens: `TOKENS_LEN`.",
+    )
+    gpu_memory_utilisation: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of each GPU's memory the engine may take: `GPU_MEMORY_UTILISATION`.",
+    )
+    backend: Backend = Field(default="vllm", description="`MODEL_BACKEND` of the worker.")
+    queue: str | None = Field(
+        default=None,
+        description="RabbitMQ queue the worker serves (`QUEUE_NAME`); default: `name`.",
+    )
+    worker_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="`WORKER_CONCURRENCY`, jobs the worker holds at once. Default: 1 for "
+        "`transformers`, 16 otherwise (vLLM batches them).",
+    )
+    inner_llm_url: str | None = Field(
+        default=None,
+        description="`INNER_LLM_URL`, the OpenAI-compatible server an `openai` model forwards to "
+        "(required there, refused elsewhere).",
+    )
+    env: EnvMap = Field(
+        default_factory=dict,
+        description="Extra environment variables for the worker (e.g. `ECHO_TOKEN_DELAY_MS`); "
+        "they may not override the generated ones.",
+    )
+    engine_args: EngineArgs = Field(
+        default_factory=dict,
+        description="Extra engine keyword arguments, passed as the JSON object `ENGINE_ARGS` "
+        "(e.g. `{enable_prefix_caching: true}`). Fields above are set with their own keys.",
+    )
+    image: str | None = Field(
+        default=None,
+        description="Image of this worker; default `images.worker_gpu` or `images.worker_cpu`.",
+    )
+    shm_size: str | None = Field(
+        default=None,
+        description="Shared memory (`/dev/shm`) of the worker, e.g. `8g`. Default: `1g` for one "
+        "GPU or a CPU `transformers` model, `2g` per GPU when tensor/pipeline parallel.",
+    )
+    start_period: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds the healthcheck waits for the model to load before failures count. "
+        "Default: 600 for `vllm`, 60 otherwise.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "model name (it names a compose service and a queue)")
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "queue name")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} is relative; give the absolute host path of the model")
+        if value is not None and (value.rstrip("/") == "" or "\n" in value):
+            raise ValueError(f"{value!r} is not a usable model directory")
+        return value if value is None else value.rstrip("/")
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm(cls, value: str | None) -> str | None:
+        if value is not None and not SIZE_RE.match(value):
+            raise ValueError(f"{value!r} is not a size like 512m or 8g")
+        return value
+
+    @field_validator("inner_llm_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+class ImagesSpec(StrictModel):
+    """Images of every service; point them at a private registry when air-gapped."""
+
+    registry: str = Field(
+        default="",
+        description="Prefix put before the five images below (e.g. `registry.local:5000`); "
+        "per-model `image` overrides are used as written.",
+    )
+    backend: str = Field(default="llmwrap/backend:0.1.0", description="Backend (API) image.")
+    worker_gpu: str = Field(
+        default="llmwrap/worker-gpu:0.1.0",
+        description="Worker image for `vllm`, and for `transformers` on GPUs.",
+    )
+    worker_cpu: str = Field(
+        default="llmwrap/worker-cpu:0.1.0",
+        description="Worker image for `echo`, `openai`, and `transformers` without GPUs.",
+    )
+    rabbitmq: str = Field(default="rabbitmq:3.13-alpine", description="RabbitMQ image.")
+    redis: str = Field(default="redis:7.2-alpine", description="Redis image.")
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class BackendSpec(StrictModel):
+    """The API service."""
+
+    host: str = Field(
+        default="0.0.0.0",
+        description="Host address the API is published on (`127.0.0.1` keeps it local).",
+    )
+    port: Port = Field(
+        default=8000,
+        description="Host port of the API; with `replicas` > 1, the range "
+        "`port`..`port+replicas-1`.",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=64, description="Backend containers (`deploy.replicas`)."
+    )
+    require_api_keys: bool = Field(
+        default=False,
+        description="Require `API_KEYS` (comma-separated) from the shell or a `.env` next to the "
+        "compose file; `docker compose up` refuses to start without it.",
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not re.match(r"^[0-9.]+$|^\[?[0-9a-fA-F:]+\]?$", value):
+            raise ValueError(f"{value!r} is not an IP address")
+        return value
+
+
+class RabbitMQSpec(StrictModel):
+    """The broker. Never published on public interfaces."""
+
+    publish: bool = Field(
+        default=False, description="Publish AMQP on `127.0.0.1:<port>` of the host."
+    )
+    port: Port = Field(default=5672, description="Host port used when `publish` is true.")
+
+
+class RedisSpec(StrictModel):
+    """The result store. Never published on public interfaces."""
+
+    publish: bool = Field(default=False, description="Publish Redis on `127.0.0.1:<port>`.")
+    port: Port = Field(default=6379, description="Host port used when `publish` is true.")
+    appendonly: bool = Field(
+        default=True, description="Persist with Redis' append-only file in the `redis-data` volume."
+    )
+
+
+class LoggingSpec(StrictModel):
+    """Log rotation of every service (json-file driver)."""
+
+    max_size: str = Field(default="10m", description="Size at which a log file is rotated.")
+    max_file: int = Field(default=3, ge=1, description="Rotated log files kept per container.")
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not SIZE_RE.match(value):
+            raise ValueError(f"{value!r} is not a size like 10m")
+        return value
+
+
+class FleetSettings(StrictModel):
+    """Everything in FLEET.yaml except `models` (validated on its own, model by model)."""
+
+    name: str = Field(
+        default="llm-wrap",
+        description="Compose project name (top-level `name:` of the compose file).",
+    )
+    network: str = Field(
+        default="llm_wrap_network",
+        description="Docker network every service joins, created with exactly this name. "
+        "Give each fleet on one host its own.",
+    )
+    redis_prefix: str = Field(
+        default="llm-wrap", description="`REDIS_PREFIX` of every key the stack writes."
+    )
+    job_timeout: int = Field(
+        default=300,
+        ge=1,
+        description="`JOB_TIMEOUT`, seconds a request waits for its job; also the workers' "
+        "`stop_grace_period`, so a stopping worker can finish what it holds.",
+    )
+    restart: Literal["unless-stopped", "on-failure", "always", "no"] = Field(
+        default="unless-stopped", description="Restart policy of every service."
+    )
+    memory_check: Literal["error", "warn", "off"] = Field(
+        default="error",
+        description="What to do when a model's estimated weights + KV cache cannot fit its "
+        "GPUs (needs an inventory and a `config.json` in the model dir).",
+    )
+    images: ImagesSpec = Field(default_factory=ImagesSpec, description="Service images.")
+    backend: BackendSpec = Field(default_factory=BackendSpec, description="The API service.")
+    rabbitmq: RabbitMQSpec = Field(default_factory=RabbitMQSpec, description="The broker.")
+    redis: RedisSpec = Field(default_factory=RedisSpec, description="The result store.")
+    logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Log rotation.")
+
+    @field_validator("restart", "memory_check", mode="before")
+    @classmethod
+    def _yaml_false(cls, value: object, info: ValidationInfo) -> object:
+        """YAML 1.1 reads a bare `no` / `off` as false: take it as the word the user wrote."""
+        if value is False:
+            return "no" if info.field_name == "restart" else "off"
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        if not PROJECT_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid compose project name: lowercase letters, digits, "
+                "'-' and '_', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        if not NETWORK_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid Docker network name")
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", value):
+            raise ValueError(f"{value!r} is not a usable key prefix (letters, digits, . _ : -)")
+        return value
+
+
+class FleetSpec(FleetSettings):
+    """A whole FLEET.yaml."""
+
+    models: list[ModelSpec] = Field(
+        min_length=1, description="The models; the first one is the default model."
+    )

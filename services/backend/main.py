@@ -27,6 +27,7 @@ from services.common.store import ResultStore
 log = logging.getLogger(__name__)
 
 STARTUP_ATTEMPTS = 30
+SHUTDOWN_STEP_S = 5.0
 
 
 async def _open_publisher(name: str) -> JobPublisher:
@@ -70,10 +71,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await router.close()
-        await waiter.close()
-        await publisher.close()
-        await redis.aclose()
+        for name, step in (
+            ("router", router.close),
+            ("waiter", waiter.close),
+            ("publisher", publisher.close),
+            ("redis", redis.aclose),
+        ):
+            # Bounded: a peer that went away must not keep the process from exiting.
+            try:
+                await asyncio.wait_for(step(), SHUTDOWN_STEP_S)
+            except TimeoutError:
+                log.warning("closing the %s took over %.0f s; abandoned", name, SHUTDOWN_STEP_S)
 
 
 def create_app() -> FastAPI:

@@ -7,11 +7,15 @@ waiting backend happens in the same step as the write.
 """
 
 import time
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from services.common.keys import KeySpace
+from services.common.pipelining import AutoPipeline
 from services.common.protocol import JobMessage, JobOutcome, JobStatus
 
 # KEYS[1] job hash. ARGV: ttl, then field/value pairs. Status becomes pending only if unset,
@@ -55,18 +59,28 @@ class ResultStore:
         self._create = redis.register_script(_CREATE)
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
+        self._pipe = AutoPipeline(redis)
+
+    async def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA through the auto-pipeline; a Redis that lost its scripts gets them again."""
+        try:
+            return await self._pipe.submit(
+                lambda p: p.evalsha(script.sha, len(keys), *keys, *args)
+            )
+        except NoScriptError:
+            return await script(keys=keys, args=args)
 
     async def create(self, job: JobMessage) -> None:
         """Record a job as pending (unless a worker already got further)."""
         fields = ["model", job.model, "kind", job.kind.value, "created_at", repr(job.created_at)]
         if job.client_job_id is not None:
             fields += ["client_job_id", job.client_job_id]
-        await self._create(keys=[self.keys.job(job.job_id)], args=[self.ttl, *fields])
+        await self._eval(self._create, [self.keys.job(job.job_id)], [self.ttl, *fields])
 
     async def start(self, job_id: str) -> tuple[JobStatus, int]:
         """Mark a job in progress; returns its status and how many times it has been started."""
-        status, tries = await self._start(
-            keys=[self.keys.job(job_id)], args=[repr(time.time()), self.ttl]
+        status, tries = await self._eval(
+            self._start, [self.keys.job(job_id)], [repr(time.time()), self.ttl]
         )
         return JobStatus(status.decode() if isinstance(status, bytes) else status), int(tries)
 
@@ -77,9 +91,10 @@ class ResultStore:
         else:
             field, value = "error", outcome.error or "unknown error"
         payload = outcome.model_dump_json() if notify else ""
-        done = await self._finish(
-            keys=[self.keys.job(outcome.job_id)],
-            args=[outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload],
+        done = await self._eval(
+            self._finish,
+            [self.keys.job(outcome.job_id)],
+            [outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload],
         )
         return bool(done)
 

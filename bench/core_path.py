@@ -109,7 +109,11 @@ def main() -> int:
         for p in reversed(procs):
             p.terminate()
         for p in procs:
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                print(f"# {p.args[2:4]} did not stop within 30 s; killed", file=sys.stderr)
+                p.kill()
         rabbit.stop()
         redis.stop()
     return 0

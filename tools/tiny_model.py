@@ -68,7 +68,8 @@ def build(out: Path, *, vocab_size: int = 1024, seed: int = 0) -> Path:
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(out)
-    for f in out.iterdir():  # readable by a container's non-root user through a bind mount
+    out.chmod(0o755)  # readable by a container's non-root user through a bind mount
+    for f in out.iterdir():
         f.chmod(0o644)
     return out
 

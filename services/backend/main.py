@@ -16,6 +16,7 @@ from services.backend.api.main import api_router
 from services.backend.config import get_settings
 from services.backend.errors import install_error_handlers
 from services.backend.jobs import JobService
+from services.backend.metrics import JOBS_WAITING
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
@@ -57,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     publisher = await _open_publisher(f"backend-{instance}")
     await waiter.start()
     await router.start()
+    JOBS_WAITING.set_function(lambda: waiter.pending)
     app.state.redis = redis
     app.state.publisher = publisher
     app.state.waiter = waiter

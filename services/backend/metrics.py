@@ -1,6 +1,6 @@
 """Prometheus metrics of the backend (served at GET /metrics)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 JOBS = Counter("llm_wrap_jobs_total", "Jobs that reached an outcome", ["queue", "status"])
 JOB_SECONDS = Histogram(
@@ -12,3 +12,4 @@ JOB_SECONDS = Histogram(
 REJECTED = Counter(
     "llm_wrap_requests_rejected_total", "Requests answered with an error status", ["status"]
 )
+JOBS_WAITING = Gauge("llm_wrap_jobs_waiting", "Requests of this process waiting for their job")

@@ -7,7 +7,7 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from services.backend.errors import JobTimedOut, ModelFailed, StoreUnavailable
+from services.backend.errors import ApiError, JobTimedOut, ModelFailed, StoreUnavailable
 from services.backend.metrics import JOB_SECONDS, JOBS
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
@@ -21,15 +21,15 @@ from services.common.protocol import (
     JobStatus,
     SamplingParams,
 )
-from services.common.store import ResultStore
+from services.common.store import MARK_AFTER_S, ResultStore
 
 log = logging.getLogger(__name__)
 
 
-def _consume_exception(task: asyncio.Future[None]) -> None:
-    """A late failure after the job was answered changes nothing; keep asyncio from warning."""
+def _ignore_late_failure(task: asyncio.Future[None]) -> None:
+    """A confirm that fails after the job was answered changes nothing; keep asyncio quiet."""
     if not task.cancelled() and task.exception() is not None:
-        log.debug("late failure after the job finished: %r", task.exception())
+        log.debug("late publish failure after the job finished: %r", task.exception())
 
 
 class JobService:
@@ -47,6 +47,7 @@ class JobService:
         self.store = store
         self.waiter = waiter
         self.timeout = timeout
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(
         self,
@@ -86,9 +87,13 @@ class JobService:
         return outcome.content or ""
 
     async def _submit_and_wait(self, job: JobMessage, queue: str, priority: int | None) -> JobOutcome:
+        if not self.waiter.subscribed.is_set():
+            # Without the result subscription (Redis down) no answer could reach this request.
+            raise StoreUnavailable("Redis is unreachable")
         future = self.waiter.expect(job.job_id)
+        loop = asyncio.get_running_loop()
+        mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
         try:
-            create = asyncio.ensure_future(self._create(job))
             publish = asyncio.ensure_future(
                 self.publisher.publish(
                     queue,
@@ -98,46 +103,45 @@ class JobService:
                     expiration_s=self.timeout,
                 )
             )
-            # RabbitMQ confirms a persistent message only once it is on disk or consumed and
-            # acked; a fast worker's answer often arrives first, and then it is the proof of
-            # acceptance: the request does not wait for the confirm.
+            # RabbitMQ confirms a persistent message once it is on disk, or consumed and acked;
+            # a fast worker's answer often comes first, and is then the proof of acceptance.
             await asyncio.wait([publish, future], return_when=asyncio.FIRST_COMPLETED)
-            if not future.done() or publish.done():
-                await asyncio.wait([create, publish])
-                await self._raise_if_not_accepted(job, create, publish)
+            if publish.done():
+                try:
+                    publish.result()
+                except ApiError as e:
+                    mark.cancel()
+                    await self._fail_quietly(job, f"not accepted: {e.detail}")
+                    raise
             else:
-                publish.add_done_callback(_consume_exception)
-                create.add_done_callback(_consume_exception)
+                publish.add_done_callback(_ignore_late_failure)
             try:
                 return await asyncio.wait_for(future, timeout=max(0.0, job.deadline - time.time()))
             except TimeoutError:
-                await self._fail_quietly(job.job_id, f"timed out after {self.timeout:g} s")
+                await self._fail_quietly(job, f"timed out after {self.timeout:g} s")
                 raise JobTimedOut(
                     f"job {job.job_id} did not finish within {self.timeout:g} s"
                 ) from None
         finally:
+            mark.cancel()
             self.waiter.forget(job.job_id)
 
-    async def _raise_if_not_accepted(
-        self, job: JobMessage, create: asyncio.Future[None], publish: asyncio.Future[None]
-    ) -> None:
-        """Raise the first failure of recording or publishing; mark the job failed if half-done."""
-        for step in (publish, create):
-            error = step.exception()
-            if error is not None:
-                if publish.exception() is None or create.exception() is None:
-                    await self._fail_quietly(job.job_id, f"not accepted: {error!r}")
-                raise error
+    def _mark_pending(self, job: JobMessage) -> None:
+        """Record a job that is still waiting after MARK_AFTER_S (fast ones never need it)."""
+        task = asyncio.ensure_future(self._create_quietly(job))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _create(self, job: JobMessage) -> None:
+    async def _create_quietly(self, job: JobMessage) -> None:
         try:
             await self.store.create(job)
         except (RedisError, OSError) as e:
-            raise StoreUnavailable("Redis is unreachable") from e
+            log.warning("could not record job %s as pending: %r", job.job_id, e)
 
-    async def _fail_quietly(self, job_id: str, reason: str) -> None:
+    async def _fail_quietly(self, job: JobMessage, reason: str) -> None:
         """Mark a job failed so its record never stays pending; a lost write only costs the TTL."""
+        outcome = JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason)
         try:
-            await self.store.finish(JobOutcome(job_id=job_id, status=JobStatus.ERROR, error=reason))
+            await self.store.finish(outcome, job=job)
         except (RedisError, OSError):
-            log.warning("could not mark job %s failed (%s)", job_id, reason)
+            log.warning("could not mark job %s failed (%s)", job.job_id, reason)

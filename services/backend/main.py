@@ -59,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await waiter.start()
     await router.start()
     JOBS_WAITING.set_function(lambda: waiter.pending)
+    app.state.api_keys = settings.api_keys
     app.state.redis = redis
     app.state.publisher = publisher
     app.state.waiter = waiter

@@ -4,6 +4,10 @@ Every transition is one server-side script, so status and answer change together
 wrote "completed" before the answer), a final status is never overwritten (first final write wins:
 a redelivered duplicate or a late worker after a timeout changes nothing), and the push to the
 waiting backend happens in the same step as the write.
+
+The intermediate marks (`pending`, `in_progress`) are written for jobs that live long enough to
+be looked at (see `MARK_AFTER_S`); the final write fills in whatever a fast job skipped (created
+and started times, tries), so every finished record is complete either way.
 """
 
 import time
@@ -17,6 +21,10 @@ from redis.exceptions import NoScriptError
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
 from services.common.protocol import JobMessage, JobOutcome, JobStatus
+
+# A job still running after this long gets its pending / in_progress mark written; a faster one
+# only gets its final record (one Redis write per job instead of three on the hot path).
+MARK_AFTER_S = 0.05
 
 # KEYS[1] job hash. ARGV: ttl, then field/value pairs. Status becomes pending only if unset,
 # because the worker may already have finished the job before this write lands.
@@ -37,16 +45,25 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'in_progress', tries}
 """
 
-# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload.
+# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload, then field/value
+# pairs set only where absent (what a fast job's skipped marks would have written).
 # Returns 1 when this write made the job final, 0 when it already was.
 _FINISH = """
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'completed' or s == 'error' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[4], ARGV[5])
+for i = 8, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
+
+
+def _job_fields(job: JobMessage) -> list[str]:
+    fields = ["model", job.model, "kind", job.kind.value, "created_at", repr(job.created_at)]
+    if job.client_job_id is not None:
+        fields += ["client_job_id", job.client_job_id]
+    return fields
 
 
 class ResultStore:
@@ -72,10 +89,7 @@ class ResultStore:
 
     async def create(self, job: JobMessage) -> None:
         """Record a job as pending (unless a worker already got further)."""
-        fields = ["model", job.model, "kind", job.kind.value, "created_at", repr(job.created_at)]
-        if job.client_job_id is not None:
-            fields += ["client_job_id", job.client_job_id]
-        await self._eval(self._create, [self.keys.job(job.job_id)], [self.ttl, *fields])
+        await self._eval(self._create, [self.keys.job(job.job_id)], [self.ttl, *_job_fields(job)])
 
     async def start(self, job_id: str) -> tuple[JobStatus, int]:
         """Mark a job in progress; returns its status and how many times it has been started."""
@@ -84,18 +98,31 @@ class ResultStore:
         )
         return JobStatus(status.decode() if isinstance(status, bytes) else status), int(tries)
 
-    async def finish(self, outcome: JobOutcome, notify: str = "") -> bool:
-        """Store the final outcome and push it to `notify`; False if the job was already final."""
+    async def finish(
+        self,
+        outcome: JobOutcome,
+        notify: str = "",
+        *,
+        job: JobMessage | None = None,
+        started_at: float | None = None,
+    ) -> bool:
+        """Store the final outcome and push it to `notify`; False if the job was already final.
+
+        `job` and `started_at` fill in the record of a job whose marks were skipped.
+        """
         if outcome.status is JobStatus.COMPLETED:
             field, value = "content", outcome.content or ""
         else:
             field, value = "error", outcome.error or "unknown error"
         payload = outcome.model_dump_json() if notify else ""
-        done = await self._eval(
-            self._finish,
-            [self.keys.job(outcome.job_id)],
-            [outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload],
-        )
+        args: list[Any] = [
+            outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload
+        ]
+        if job is not None:
+            args += _job_fields(job)
+        if started_at is not None:
+            args += ["started_at", repr(started_at), "tries", 1]
+        done = await self._eval(self._finish, [self.keys.job(outcome.job_id)], args)
         return bool(done)
 
     async def get(self, job_id: str) -> dict[str, str]:

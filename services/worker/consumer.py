@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from services.common.connections import connect_broker, declare_model_queue, make_redis
 from services.common.keys import KeySpace
 from services.common.protocol import FINAL_STATUSES, JobMessage, JobOutcome, JobStatus
-from services.common.store import ResultStore
+from services.common.store import MARK_AFTER_S, ResultStore
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
 from services.worker.models import GenerationRequest, ModelBackend, ModelError
@@ -117,26 +117,39 @@ class Worker:
         except ValidationError as e:
             await self._reject_malformed(message, e)
             return
-        start = asyncio.ensure_future(self._store_retrying(lambda: self.store.start(job.job_id)))
+        taken_at = time.time()
         if message.redelivered:
             # Only a redelivered job can be a duplicate or a retry: check before running it.
-            status, tries = await start
+            status, tries = await self._store_retrying(lambda: self.store.start(job.job_id))
             if status in FINAL_STATUSES:
                 log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
                 await message.ack()
                 return
             if tries > self.settings.JOB_MAX_TRIES:
                 outcome = self._error(job, f"gave up after {tries - 1} tries (the worker kept dying)")
-                await asyncio.shield(self._finish(job, outcome, message))
+                await asyncio.shield(self._finish(job, outcome, message, taken_at))
                 return
-        # A first delivery runs while its in_progress mark is written (one round trip saved).
-        log.info("job %s started (model %s)", job.job_id, job.model)
-        try:
+            log.info("job %s started again (model %s, try %d)", job.job_id, job.model, tries)
             outcome = await self._run(job)
-        finally:
-            await start
+        else:
+            # A first delivery is marked in_progress only if it is still running after
+            # MARK_AFTER_S; the final write records when it started either way.
+            log.info("job %s started (model %s)", job.job_id, job.model)
+            marks: list[asyncio.Future[tuple[JobStatus, int]]] = []
+            timer = asyncio.get_running_loop().call_later(
+                MARK_AFTER_S,
+                lambda: marks.append(
+                    asyncio.ensure_future(self._store_retrying(lambda: self.store.start(job.job_id)))
+                ),
+            )
+            try:
+                outcome = await self._run(job)
+            finally:
+                timer.cancel()
+                if marks:  # the mark must land before the final write
+                    await asyncio.wait(marks)
         # Store, then ack: shielded, so a shutdown cannot cut between the two.
-        await asyncio.shield(self._finish(job, outcome, message))
+        await asyncio.shield(self._finish(job, outcome, message, taken_at))
 
     async def _run(self, job: JobMessage) -> JobOutcome:
         remaining = job.deadline - time.time()
@@ -161,10 +174,16 @@ class Worker:
         return JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason)
 
     async def _finish(
-        self, job: JobMessage, outcome: JobOutcome, message: AbstractIncomingMessage
+        self,
+        job: JobMessage,
+        outcome: JobOutcome,
+        message: AbstractIncomingMessage,
+        taken_at: float,
     ) -> None:
         try:
-            await self._store_retrying(lambda: self.store.finish(outcome, job.notify))
+            await self._store_retrying(
+                lambda: self.store.finish(outcome, job.notify, job=job, started_at=taken_at)
+            )
         except (RedisError, OSError):
             log.error("job %s: result store unreachable; handing the job back", job.job_id)
             await message.nack(requeue=True)

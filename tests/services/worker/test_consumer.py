@@ -98,3 +98,35 @@ def test_job_records_go_through_their_statuses_with_timestamps(
     assert float(job["created_at"]) <= float(job["started_at"]) <= float(job["finished_at"])
     assert job["tries"] == "1"
     assert 0 < r.ttl(key) <= 3600
+
+
+def test_a_slow_job_is_seen_pending_then_in_progress(
+    stack: Stack, queue: str, redis_server: RedisServer, prefix: str
+) -> None:
+    stack.worker(queue, ECHO_TOKEN_DELAY_MS=100, WORKER_CONCURRENCY=1)
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
+    r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def call() -> None:
+        httpx.post(url + "/generate", json={"content": "a b c d e f g h"}, timeout=30)
+        done.set()
+
+    # The worker holds one job at a time: the second request waits in the queue, pending.
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    while not done.is_set():
+        for key in r.keys(f"{prefix}:job:*"):
+            status = r.hget(key, "status")
+            if status and (not seen or seen[-1] != status):
+                seen.append(status)
+        time.sleep(0.01)
+    for t in threads:
+        t.join(30)
+    assert "pending" in seen and "in_progress" in seen, seen
+    for key in r.keys(f"{prefix}:job:*"):
+        job = r.hgetall(key)
+        assert job["status"] == "completed" and job["tries"] == "1"
+        assert float(job["created_at"]) <= float(job["started_at"]) <= float(job["finished_at"])

@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash tools/setup/servers.sh
 bash tools/setup/python.sh
 bash tools/setup/docker.sh
-exec .venv/bin/pytest -ra "$@"
+. tools/setup/build-env.sh
+export PATH="$PWD/.venv/bin:$PATH"  # tools installed in the venv (hadolint, shellcheck)
+exec pytest -ra "$@"

@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# Idempotent: the project venv (.venv) with every extra the tests use. Reinstalls only when
-# pyproject.toml changed since the last install.
+# Idempotent: a project venv with the given extras. Reinstalls only when pyproject.toml, this
+# script or the extras changed since the last install.
+#   VENV=.venv EXTRAS=backend,worker,fleet,transformers,dev bash tools/setup/python.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-backend,worker,fleet,transformers,dev}
 PYTHON=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 stamp="$VENV/.llm-wrap-installed"
-want=$(sha256sum pyproject.toml tools/setup/python.sh | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml tools/setup/python.sh; echo "$EXTRAS") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[setup/python] installing the project into $VENV" >&2
+  echo "[setup/python] installing the project into $VENV (extras: $EXTRAS)" >&2
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[backend,worker,fleet,transformers,dev]'
-  # The original's SDK, to test its client unchanged; its declared deps (celery, langchain, ...)
-  # are not needed by the client module.
-  "$VENV/bin/pip" install -q --no-deps protollm-sdk==1.2.0
+  case ",$EXTRAS," in
+    *,transformers,*)
+      # CPU torch for tests and CPU workers: PyTorch's CPU index where reachable, or a local
+      # CPU wheel pip already knows of (--find-links); otherwise whatever pip resolves.
+      "$VENV/bin/pip" install -q "torch==2.13.0+cpu" 2>/dev/null \
+        || "$VENV/bin/pip" install -q --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
+        || echo "[setup/python] no CPU torch build reachable; pip picks the default build" >&2 ;;
+  esac
+  "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+  case ",$EXTRAS," in
+    *,dev,*)
+      # The original's SDK, to test its client unchanged; its declared deps (celery, langchain,
+      # ...) are not needed by the client module.
+      "$VENV/bin/pip" install -q --no-deps protollm-sdk==1.2.0 ;;
+  esac
   echo "$want" > "$stamp"
 fi

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tools.tiny_model import build
+    from services.worker.tiny_model import build
 
     return build(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -45,8 +45,10 @@ async def test_greedy_generation_is_deterministic_and_bounded(model: Transformer
 async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> None:
     req = _req(prompt="hello world", max_tokens=10)
     pieces = [p async for p in model.stream(req)]
-    assert len(pieces) > 1
-    assert "".join(pieces) == await model.generate(req)
+    full = await model.generate(req)
+    assert "".join(pieces) == full
+    # transformers' streamer flushes at word boundaries: one piece per word at least.
+    assert len(pieces) >= len(full.split()) >= 1
 
 
 async def test_stop_word_cuts_the_answer(model: TransformersModel) -> None:

@@ -1,7 +1,10 @@
-"""Build a tiny random-weight Llama and its tokenizer, offline: `python -m tools.tiny_model DIR`.
+"""Build a tiny random-weight Llama and its tokenizer, offline.
 
-For tests and the CPU demo, where no weights can be downloaded: the directory loads with the same
-`from_pretrained` code as a real model (and with vLLM: head_dim 32, untied embeddings).
+    python -m services.worker.tiny_model DIR
+
+For tests and the CPU demo (it ships in the worker image), where no weights can be downloaded:
+the directory loads with the same `from_pretrained` code as a real model (and with vLLM: head_dim
+32, untied embeddings). Needs the `transformers` extra.
 """
 
 from __future__ import annotations

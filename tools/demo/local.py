@@ -1,4 +1,4 @@
-"""Run the stack on this host, without Docker: `python -m tools.local.demo [up|down]`.
+"""Run the stack on this host, without Docker: `python -m tools.demo --local [up|down]`.
 
 `up` starts private Redis and RabbitMQ servers (Debian packages), one echo worker and the backend
 on API_PORT (default 8000), all in the background, then sends the original README's /generate
@@ -7,7 +7,6 @@ example and prints the answer. `down` stops everything `up` started (pids in `.r
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -16,18 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
-from tools.local.servers import RabbitServer, RedisServer, free_port
+from tools.demo.example import EXAMPLE, ask
+from tools.local.servers import RabbitServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / ".run"
 STATE = RUN / "demo.json"
-EXAMPLE = {
-    "job_id": "12345",
-    "meta": {"temperature": 0.5, "tokens_limit": 1000, "stop_words": ["stop"], "model": "gpt-model"},
-    "content": "What is AI?",
-}
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
@@ -60,25 +53,17 @@ def up(port: int) -> int:
     )
     STATE.write_text(json.dumps(pids))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = httpx.post(url + "/generate", json=EXAMPLE, timeout=10)
-            if r.status_code == 200:
-                break
-        except httpx.HTTPError:
-            r = None
-        if time.monotonic() > deadline:
-            sys.stderr.write(f"the stack did not answer; logs in {RUN}\n")
-            down()
-            return 1
-        time.sleep(0.3)
+    r = ask(url, timeout=60)
+    if r is None:
+        sys.stderr.write(f"the stack did not answer; logs in {RUN}\n")
+        down()
+        return 1
     sys.stderr.write(
         f"stack up: backend {url} (redis :{redis.port}, rabbitmq :{rabbit.port}, logs in {RUN})\n"
         f"POST /generate {json.dumps(EXAMPLE)}\n"
     )
     print(r.text)
-    sys.stderr.write("stop it with: python -m tools.local.demo down\n")
+    sys.stderr.write("stop it with: python -m tools.demo --local down\n")
     return 0
 
 
@@ -102,15 +87,3 @@ def down() -> int:
             os.killpg(pid, signal.SIGKILL)
     STATE.unlink()
     return 0
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"], nargs="?", default="up")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", 8000)))
-    args = parser.parse_args()
-    return up(args.port) if args.action == "up" else down()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

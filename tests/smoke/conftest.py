@@ -1,0 +1,131 @@
+"""The live stack for smoke tests: images built (offline when no registry), the CPU demo fleet
+rendered by the real generator, `docker compose up -d --wait`, torn down at the end.
+
+Skipped where Docker is not available, except in CI (env CI set), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "llmwrap-smoke"
+NETWORK = "llm_wrap_network"
+APP_IMAGES = ["llmwrap/backend:0.1.0", "llmwrap/worker-cpu:0.1.0"]
+# Official images where this host has them (a registry was reachable), else the offline builds.
+INFRA = {
+    "rabbitmq": ("rabbitmq:3.13-alpine", "llmwrap/rabbitmq:3.10-debian"),
+    "redis": ("redis:7.2-alpine", "llmwrap/redis:7.0-debian"),
+}
+
+
+def _docker_ok() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    ok = subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return ok and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+def _require_docker() -> None:
+    if not _docker_ok():
+        if os.environ.get("CI"):
+            pytest.fail("Docker engine and Compose v2 are required in CI (bash tools/setup/docker.sh)")
+        pytest.skip("no Docker engine / Compose v2 here (bash tools/setup/docker.sh)")
+
+
+def _have(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """The images the smoke fleet runs, building the missing ones with tools/images/build.sh."""
+    _require_docker()
+    chosen = {name: (official if _have(official) else local) for name, (official, local) in INFRA.items()}
+    missing = [i for i in [*APP_IMAGES, *chosen.values()] if not _have(i)]
+    if missing:
+        only = ",".join(
+            n for n, img in [("backend", APP_IMAGES[0]), ("worker-cpu", APP_IMAGES[1]),
+                             ("rabbitmq", chosen["rabbitmq"]), ("redis", chosen["redis"])]
+            if img in missing
+        )
+        subprocess.run(["bash", str(ROOT / "tools/images/build.sh"), "--only", only], check=True)
+        chosen = {n: (o if _have(o) else loc) for n, (o, loc) in INFRA.items()}
+    return chosen
+
+
+@dataclass
+class LiveStack:
+    dir: Path
+    spec: dict
+    url: str
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "compose", "-f", str(self.dir / "docker-compose.yml"), *args],
+            capture_output=True, text=True, check=check,
+        )
+
+
+def _free_port() -> int:
+    from tools.local.servers import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from services.worker.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("smoke-model") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def cpu_stack(
+    images: dict[str, str], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    """The checked-in CPU demo fleet, with this host's images, model path and a free port."""
+    spec = yaml.safe_load((ROOT / "compose/fleet.cpu-demo.yaml").read_text())
+    spec["name"] = PROJECT
+    spec.setdefault("images", {}).update(images)
+    spec["backend"] = {**spec.get("backend", {}), "host": "127.0.0.1", "port": _free_port()}
+    for model in spec["models"]:
+        if model.get("backend") == "transformers":
+            model["path"] = str(tiny_model_dir)
+    work = tmp_path_factory.mktemp("smoke-fleet")
+    (work / "fleet.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = work / "deploy"
+    subprocess.run(
+        [sys.executable, "-m", "tools.fleet", "render", str(work / "fleet.yaml"), "--out", str(out)],
+        cwd=ROOT, check=True,
+    )
+    stack = LiveStack(out, spec, f"http://127.0.0.1:{spec['backend']['port']}")
+    stack.compose("down", "-v", "--remove-orphans", check=False)
+    up = stack.compose("up", "-d", "--wait", "--wait-timeout", "300", check=False)
+    if up.returncode != 0:
+        logs = stack.compose("logs", "--no-color", "--tail", "60", check=False).stdout
+        stack.compose("down", "-v", check=False)
+        pytest.fail(f"docker compose up failed:\n{up.stderr}\n{logs}")
+    try:
+        yield stack
+    finally:
+        stack.compose("down", "-v", "--remove-orphans", check=False)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

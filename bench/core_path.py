@@ -33,7 +33,9 @@ LUA = ROOT / "bench" / "check.lua"
 
 def uvicorn(app: str, port: int, procs: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning", "--workers", str(procs)]
+            "--no-access-log", "--log-level", "info"]
+    if procs > 1:
+        argv += ["--workers", str(procs)]
     p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

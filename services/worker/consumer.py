@@ -159,7 +159,9 @@ class Worker:
             kind=job.kind, params=job.params, prompt=job.prompt, messages=job.messages
         )
         try:
-            text = await asyncio.wait_for(self.model.generate(request), timeout=remaining)
+            # asyncio.timeout, not wait_for: no extra task per job on the hot path.
+            async with asyncio.timeout(remaining):
+                text = await self.model.generate(request)
         except TimeoutError:
             return self._error(job, "the model did not finish before the job's deadline")
         except ModelError as e:

@@ -31,16 +31,34 @@ from tools.local.servers import RabbitServer, RedisServer, free_port  # noqa: E4
 LUA = ROOT / "bench" / "check.lua"
 
 
-def uvicorn(app: str, port: int, procs: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "info"]
+def uvicorn(
+    app: str, port: int, procs: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "info",
+    ]
     if procs > 1:
         argv += ["--workers", str(procs)]
     p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.post(f"http://127.0.0.1:{port}/generate", json={"content": "warm"}, timeout=5).status_code == 200:
+            if (
+                httpx.post(
+                    f"http://127.0.0.1:{port}/generate", json={"content": "warm"}, timeout=5
+                ).status_code
+                == 200
+            ):
                 return p
         except httpx.HTTPError:
             pass
@@ -50,20 +68,37 @@ def uvicorn(app: str, port: int, procs: int, env: dict[str, str], log: Path) -> 
 
 def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(LUA),
-         f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    vals = dict(line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in
-                ("BAD", "P50_US", "P99_US", "REQS", "SECS"))
+    vals = dict(
+        line.split()
+        for line in out.splitlines()
+        if line.split()[:1] and line.split()[0] in ("BAD", "P50_US", "P99_US", "REQS", "SECS")
+    )
     errors = 0
     for line in out.splitlines():
         if "Non-2xx" in line or "Socket errors" in line:
             errors += sum(int(t.rstrip(",")) for t in line.split() if t.rstrip(",").isdigit())
     reqs, secs = float(vals["REQS"]), float(vals["SECS"])
     return {
-        "rps": reqs / secs, "p50_ms": int(vals["P50_US"]) / 1000, "p99_ms": int(vals["P99_US"]) / 1000,
-        "bad": int(vals["BAD"]) + errors, "n": reqs,
+        "rps": reqs / secs,
+        "p50_ms": int(vals["P50_US"]) / 1000,
+        "p99_ms": int(vals["P99_US"]) / 1000,
+        "bad": int(vals["BAD"]) + errors,
+        "n": reqs,
     }
 
 
@@ -83,30 +118,59 @@ def main() -> int:
     (tmp / "rabbit").mkdir()
     redis = RedisServer(tmp / "redis").start()
     rabbit = RabbitServer(tmp / "rabbit").start()
-    env = dict(os.environ, REDIS_PORT=str(redis.port), RABBIT_MQ_PORT=str(rabbit.port),
-               QUEUE_NAME="bench", REDIS_PREFIX="bench", MODEL_BACKEND="echo", LOG_LEVEL="WARNING",
-               WORKER_CONCURRENCY=str(args.worker_concurrency), PYTHONPATH=str(ROOT),
-               HEARTBEAT_FILE=str(tmp / "worker.alive"))
+    env = dict(
+        os.environ,
+        REDIS_PORT=str(redis.port),
+        RABBIT_MQ_PORT=str(rabbit.port),
+        QUEUE_NAME="bench",
+        REDIS_PREFIX="bench",
+        MODEL_BACKEND="echo",
+        LOG_LEVEL="WARNING",
+        WORKER_CONCURRENCY=str(args.worker_concurrency),
+        PYTHONPATH=str(ROOT),
+        HEARTBEAT_FILE=str(tmp / "worker.alive"),
+    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(args.workers):
-            procs.append(subprocess.Popen([sys.executable, "-m", "services.worker"], env=env, cwd=ROOT,
-                                          stdout=open(tmp / f"worker{i}.log", "ab"), stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.worker"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=open(tmp / f"worker{i}.log", "ab"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
         floor_port, full_port = free_port(), free_port()
-        procs.append(uvicorn("bench.floor_app:app", floor_port, args.backend_procs, env, tmp / "floor.log"))
-        procs.append(uvicorn("services.backend.main:app", full_port, args.backend_procs, env, tmp / "backend.log"))
-        print(f"# core path vs HTTP floor; backend procs {args.backend_procs}, echo workers "
-              f"{args.workers} (concurrency {args.worker_concurrency}), {args.duration:g} s per run, "
-              f"{os.cpu_count()} cores")
-        print(f"{'c':>4} {'floor req/s':>12} {'path req/s':>11} {'ratio':>6} "
-              f"{'floor p50':>10} {'path p50':>9} {'path p99':>9} {'bad':>4}")
+        procs.append(
+            uvicorn("bench.floor_app:app", floor_port, args.backend_procs, env, tmp / "floor.log")
+        )
+        procs.append(
+            uvicorn(
+                "services.backend.main:app", full_port, args.backend_procs, env, tmp / "backend.log"
+            )
+        )
+        print(
+            f"# core path vs HTTP floor; backend procs {args.backend_procs}, echo workers "
+            f"{args.workers} (concurrency {args.worker_concurrency}), {args.duration:g} s per run, "
+            f"{os.cpu_count()} cores"
+        )
+        print(
+            f"{'c':>4} {'floor req/s':>12} {'path req/s':>11} {'ratio':>6} "
+            f"{'floor p50':>10} {'path p50':>9} {'path p99':>9} {'bad':>4}"
+        )
         for c in args.concurrency:
             floor = wrk(floor_port, c, args.duration)
             path = wrk(full_port, c, args.duration)
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
-            print(f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} {path['rps'] / floor['rps']:>6.2f} "
-                  f"{floor['p50_ms']:>8.2f}ms {path['p50_ms']:>7.2f}ms {path['p99_ms']:>7.2f}ms "
-                  f"{path['bad']:>4}{flag}", flush=True)
+            print(
+                f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} "
+                f"{path['rps'] / floor['rps']:>6.2f} "
+                f"{floor['p50_ms']:>8.2f}ms {path['p50_ms']:>7.2f}ms {path['p99_ms']:>7.2f}ms "
+                f"{path['bad']:>4}{flag}",
+                flush=True,
+            )
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -1,5 +1,6 @@
 """The HTTP-only floor for the core-path benchmark: the same uvicorn and the same request model,
-answered in-process with no broker and no store, so the ratio isolates the cost of the queue path."""
+answered in-process with no broker and no store, so the ratio isolates the cost of the queue
+path."""
 
 from fastapi import FastAPI
 

@@ -44,10 +44,15 @@ def prefix() -> str:
 def _base_env(redis_port: int, rabbit_port: int, prefix: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBIT_MQ_", "REDIS_"))}
     env.update(
-        REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_port), REDIS_PREFIX=prefix,
-        RABBIT_MQ_HOST="127.0.0.1", RABBIT_MQ_PORT=str(rabbit_port),
-        RABBIT_MQ_LOGIN="guest", RABBIT_MQ_PASSWORD="guest",
-        PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(redis_port),
+        REDIS_PREFIX=prefix,
+        RABBIT_MQ_HOST="127.0.0.1",
+        RABBIT_MQ_PORT=str(rabbit_port),
+        RABBIT_MQ_LOGIN="guest",
+        RABBIT_MQ_PASSWORD="guest",
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
     )
     return env
 

@@ -1,13 +1,13 @@
 """Typed errors of the request path and their one mapping to HTTP statuses (CONTRACT.md).
 
-    ApiError
-    ├── UnknownModel        404  the body lists the models that are known
-    ├── NoLiveWorker        503  a known model with no worker heartbeat
-    ├── BrokerUnavailable   503
-    ├── StoreUnavailable    503
-    ├── QueueFull           429  the model queue refused the job (x-overflow reject-publish)
-    ├── JobTimedOut         504  no outcome by JOB_TIMEOUT
-    └── ModelFailed         502  the worker ran the job and the model raised
+ApiError
+├── UnknownModel        404  the body lists the models that are known
+├── NoLiveWorker        503  a known model with no worker heartbeat
+├── BrokerUnavailable   503
+├── StoreUnavailable    503
+├── QueueFull           429  the model queue refused the job (x-overflow reject-publish)
+├── JobTimedOut         504  no outcome by JOB_TIMEOUT
+└── ModelFailed         502  the worker ran the job and the model raised
 """
 
 from fastapi import FastAPI, Request

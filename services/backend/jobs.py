@@ -86,7 +86,9 @@ class JobService:
             raise ModelFailed(outcome.error or "the model failed")
         return outcome.content or ""
 
-    async def _submit_and_wait(self, job: JobMessage, queue: str, priority: int | None) -> JobOutcome:
+    async def _submit_and_wait(
+        self, job: JobMessage, queue: str, priority: int | None
+    ) -> JobOutcome:
         if not self.waiter.subscribed.is_set():
             # Without the result subscription (Redis down) no answer could reach this request.
             raise StoreUnavailable("Redis is unreachable")

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class ResultWaiter:
-    def __init__(self, redis: Redis, store: ResultStore, channel: str, sweep_s: float = 2.0) -> None:
+    def __init__(
+        self, redis: Redis, store: ResultStore, channel: str, sweep_s: float = 2.0
+    ) -> None:
         self._redis = redis
         self._store = store
         self.channel = channel

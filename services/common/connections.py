@@ -17,7 +17,7 @@ from services.common.settings import CommonSettings
 
 
 def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
-    """A pooled async client that fails fast: a dead Redis must become a 503 within 2 s, not hang."""
+    """A pooled async client that fails fast: a dead Redis must be a 503 within 2 s, not a hang."""
     return Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
@@ -59,6 +59,4 @@ async def declare_model_queue(
     channel: AbstractRobustChannel, queue: str, *, max_length: int
 ) -> AbstractRobustQueue:
     """Declare a model's durable queue; the worker that serves it owns the declaration."""
-    return await channel.declare_queue(
-        queue, durable=True, arguments=queue_arguments(max_length)
-    )
+    return await channel.declare_queue(queue, durable=True, arguments=queue_arguments(max_length))

@@ -33,8 +33,14 @@ class ModelState:
 
 
 async def announce(
-    redis: Redis, keys: KeySpace, *, worker_id: str, queue: str, names: list[str],
-    backend: str, ttl: float,
+    redis: Redis,
+    keys: KeySpace,
+    *,
+    worker_id: str,
+    queue: str,
+    names: list[str],
+    backend: str,
+    ttl: float,
 ) -> None:
     """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
     now = time.time()

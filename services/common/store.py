@@ -81,9 +81,7 @@ class ResultStore:
     async def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA through the auto-pipeline; a Redis that lost its scripts gets them again."""
         try:
-            return await self._pipe.submit(
-                lambda p: p.evalsha(script.sha, len(keys), *keys, *args)
-            )
+            return await self._pipe.submit(lambda p: p.evalsha(script.sha, len(keys), *keys, *args))
         except NoScriptError:
             return await script(keys=keys, args=args)
 
@@ -116,7 +114,13 @@ class ResultStore:
             field, value = "error", outcome.error or "unknown error"
         payload = outcome.model_dump_json() if notify else ""
         args: list[Any] = [
-            outcome.status.value, repr(time.time()), self.ttl, field, value, notify, payload
+            outcome.status.value,
+            repr(time.time()),
+            self.ttl,
+            field,
+            value,
+            notify,
+            payload,
         ]
         if job is not None:
             args += _job_fields(job)

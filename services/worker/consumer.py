@@ -88,7 +88,10 @@ class Worker:
         await self.heartbeat.start()
         log.info(
             "worker %s serving model %r on queue %r (concurrency %d)",
-            self.worker_id, s.MODEL_NAME, s.QUEUE_NAME, s.WORKER_CONCURRENCY,
+            self.worker_id,
+            s.MODEL_NAME,
+            s.QUEUE_NAME,
+            s.WORKER_CONCURRENCY,
         )
 
     async def _connect(self) -> AbstractRobustConnection:
@@ -126,7 +129,9 @@ class Worker:
                 await message.ack()
                 return
             if tries > self.settings.JOB_MAX_TRIES:
-                outcome = self._error(job, f"gave up after {tries - 1} tries (the worker kept dying)")
+                outcome = self._error(
+                    job, f"gave up after {tries - 1} tries (the worker kept dying)"
+                )
                 await asyncio.shield(self._finish(job, outcome, message, taken_at))
                 return
             log.info("job %s started again (model %s, try %d)", job.job_id, job.model, tries)
@@ -139,7 +144,9 @@ class Worker:
             timer = asyncio.get_running_loop().call_later(
                 MARK_AFTER_S,
                 lambda: marks.append(
-                    asyncio.ensure_future(self._store_retrying(lambda: self.store.start(job.job_id)))
+                    asyncio.ensure_future(
+                        self._store_retrying(lambda: self.store.start(job.job_id))
+                    )
                 ),
             )
             try:
@@ -193,7 +200,9 @@ class Worker:
         await message.ack()
         log.info("job %s %s", job.job_id, outcome.status.value)
 
-    async def _reject_malformed(self, message: AbstractIncomingMessage, err: ValidationError) -> None:
+    async def _reject_malformed(
+        self, message: AbstractIncomingMessage, err: ValidationError
+    ) -> None:
         """A message we cannot parse is failed (if it names a job) and acked, never requeued."""
         import orjson
 
@@ -205,7 +214,9 @@ class Worker:
             await message.ack()
             return
         outcome = JobOutcome(
-            job_id=job_id, status=JobStatus.ERROR, error=f"malformed job message: {err.errors()[:1]}"
+            job_id=job_id,
+            status=JobStatus.ERROR,
+            error=f"malformed job message: {err.errors()[:1]}",
         )
         with contextlib.suppress(RedisError, OSError):
             await self._store_retrying(lambda: self.store.finish(outcome, notify))
@@ -239,7 +250,9 @@ class Worker:
         await self.heartbeat.stop()
         if self._inflight:
             log.info("draining %d job(s)", len(self._inflight))
-            _, pending = await asyncio.wait(set(self._inflight), timeout=self.settings.DRAIN_TIMEOUT)
+            _, pending = await asyncio.wait(
+                set(self._inflight), timeout=self.settings.DRAIN_TIMEOUT
+            )
             for task in pending:
                 task.cancel()
         if self._connection is not None:

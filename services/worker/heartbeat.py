@@ -52,8 +52,13 @@ class Heartbeat:
             return False
         try:
             await announce(
-                self._redis, self._keys, worker_id=self.worker_id, queue=self._queue,
-                names=self._names, backend=self._backend, ttl=self._ttl,
+                self._redis,
+                self._keys,
+                worker_id=self.worker_id,
+                queue=self._queue,
+                names=self._names,
+                backend=self._backend,
+                ttl=self._ttl,
             )
         except (RedisError, OSError) as e:
             log.warning("heartbeat failed: %r", e)

@@ -33,30 +33,43 @@ def _docker_ok() -> bool:
     if shutil.which("docker") is None:
         return False
     ok = subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    return ok and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    return (
+        ok and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    )
 
 
 def _require_docker() -> None:
     if not _docker_ok():
         if os.environ.get("CI"):
-            pytest.fail("Docker engine and Compose v2 are required in CI (bash tools/setup/docker.sh)")
+            pytest.fail(
+                "Docker engine and Compose v2 are required in CI (bash tools/setup/docker.sh)"
+            )
         pytest.skip("no Docker engine / Compose v2 here (bash tools/setup/docker.sh)")
 
 
 def _have(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture(scope="session")
 def images() -> dict[str, str]:
     """The images the smoke fleet runs, building the missing ones with tools/images/build.sh."""
     _require_docker()
-    chosen = {name: (official if _have(official) else local) for name, (official, local) in INFRA.items()}
+    chosen = {
+        name: (official if _have(official) else local) for name, (official, local) in INFRA.items()
+    }
     missing = [i for i in [*APP_IMAGES, *chosen.values()] if not _have(i)]
     if missing:
         only = ",".join(
-            n for n, img in [("backend", APP_IMAGES[0]), ("worker-cpu", APP_IMAGES[1]),
-                             ("rabbitmq", chosen["rabbitmq"]), ("redis", chosen["redis"])]
+            n
+            for n, img in [
+                ("backend", APP_IMAGES[0]),
+                ("worker-cpu", APP_IMAGES[1]),
+                ("rabbitmq", chosen["rabbitmq"]),
+                ("redis", chosen["redis"]),
+            ]
             if img in missing
         )
         subprocess.run(["bash", str(ROOT / "tools/images/build.sh"), "--only", only], check=True)
@@ -73,7 +86,9 @@ class LiveStack:
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["docker", "compose", "-f", str(self.dir / "docker-compose.yml"), *args],
-            capture_output=True, text=True, check=check,
+            capture_output=True,
+            text=True,
+            check=check,
         )
 
 
@@ -106,8 +121,17 @@ def cpu_stack(
     (work / "fleet.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     out = work / "deploy"
     subprocess.run(
-        [sys.executable, "-m", "tools.fleet", "render", str(work / "fleet.yaml"), "--out", str(out)],
-        cwd=ROOT, check=True,
+        [
+            sys.executable,
+            "-m",
+            "tools.fleet",
+            "render",
+            str(work / "fleet.yaml"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
     )
     stack = LiveStack(out, spec, f"http://127.0.0.1:{spec['backend']['port']}")
     stack.compose("down", "-v", "--remove-orphans", check=False)

@@ -20,7 +20,9 @@ def client() -> docker.DockerClient:
 
 
 def _containers(client: docker.DockerClient) -> dict[str, docker.models.containers.Container]:
-    found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})
+    found = client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={PROJECT}"}
+    )
     return {c.labels["com.docker.compose.service"]: c for c in found}
 
 
@@ -32,7 +34,9 @@ def test_every_service_runs_healthy_on_the_shared_network(
     cpu_stack: LiveStack, client: docker.DockerClient
 ) -> None:
     services = _containers(client)
-    expected = {"backend", "rabbitmq", "redis"} | {f"worker-{m['name']}" for m in cpu_stack.spec["models"]}
+    expected = {"backend", "rabbitmq", "redis"} | {
+        f"worker-{m['name']}" for m in cpu_stack.spec["models"]
+    }
     assert set(services) == expected
     for name, c in services.items():
         c.reload()
@@ -56,7 +60,9 @@ def test_worker_env_matches_the_spec(cpu_stack: LiveStack, client: docker.Docker
             assert env["TOKENS_LEN"] == str(model["max_model_len"])
 
 
-def test_broker_and_store_are_not_published(cpu_stack: LiveStack, client: docker.DockerClient) -> None:
+def test_broker_and_store_are_not_published(
+    cpu_stack: LiveStack, client: docker.DockerClient
+) -> None:
     services = _containers(client)
     for name in ("rabbitmq", "redis"):
         ports = services[name].attrs["NetworkSettings"]["Ports"] or {}
@@ -66,7 +72,9 @@ def test_broker_and_store_are_not_published(cpu_stack: LiveStack, client: docker
 def test_each_model_answers_generate_and_chat(cpu_stack: LiveStack) -> None:
     for model in cpu_stack.spec["models"]:
         meta = {"model": model["name"], "tokens_limit": 6, "temperature": 0}
-        r = httpx.post(cpu_stack.url + "/generate", json={"content": "what is ai", "meta": meta}, timeout=60)
+        r = httpx.post(
+            cpu_stack.url + "/generate", json={"content": "what is ai", "meta": meta}, timeout=60
+        )
         assert r.status_code == 200, (model["name"], r.text)
         chat = {"messages": [{"role": "user", "content": "hello there"}], "meta": meta}
         r2 = httpx.post(cpu_stack.url + "/chat_completion", json=chat, timeout=60)
@@ -74,7 +82,9 @@ def test_each_model_answers_generate_and_chat(cpu_stack: LiveStack) -> None:
         if model["backend"] == "echo":
             assert r.json() == {"content": "what is ai"}
             assert r2.json() == {"content": "hello there"}
-    r = httpx.post(cpu_stack.url + "/generate", json={"content": "x", "meta": {"model": "nope"}}, timeout=10)
+    r = httpx.post(
+        cpu_stack.url + "/generate", json={"content": "x", "meta": {"model": "nope"}}, timeout=10
+    )
     assert r.status_code == 404
 
 
@@ -89,13 +99,21 @@ def test_a_crashed_worker_restarts_and_serves_again(
     def restarted_healthy() -> bool:
         worker.reload()
         state = worker.attrs["State"]
-        return (worker.attrs["RestartCount"] > before and state["Running"]
-                and state.get("Health", {}).get("Status") == "healthy")
+        return (
+            worker.attrs["RestartCount"] > before
+            and state["Running"]
+            and state.get("Health", {}).get("Status") == "healthy"
+        )
 
     assert wait_until(restarted_healthy, timeout=120), worker.attrs["State"]
     body = {"content": "back again", "meta": {"model": "echo"}}
-    r = wait_until(lambda: (x := httpx.post(cpu_stack.url + "/generate", json=body, timeout=30))
-                   .status_code == 200 and x, timeout=30)
+    r = wait_until(
+        lambda: (
+            (x := httpx.post(cpu_stack.url + "/generate", json=body, timeout=30)).status_code == 200
+            and x
+        ),
+        timeout=30,
+    )
     assert r and r.json() == {"content": "back again"}
 
 

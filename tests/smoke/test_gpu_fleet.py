@@ -40,18 +40,36 @@ def test_created_workers_reserve_exactly_their_gpus(images: dict[str, str], tmp_
     spec["images"] = {**images, "worker_gpu": "llmwrap/worker-cpu:0.1.0"}
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "deploy"
-    subprocess.run([sys.executable, "-m", "tools.fleet", "render", str(tmp_path / "fleet.yaml"),
-                    "--out", str(out)], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.fleet",
+            "render",
+            str(tmp_path / "fleet.yaml"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     compose = ["docker", "compose", "-f", str(out / "docker-compose.yml")]
     try:
         subprocess.run([*compose, "create"], check=True, capture_output=True)
         client = docker.from_env()
         found = client.containers.list(
-            all=True, filters={"label": "com.docker.compose.project=llmwrap-gpu-smoke"})
-        workers = {c.labels["com.docker.compose.service"]: c for c in found
-                   if c.labels["com.docker.compose.service"].startswith("worker-")}
-        expected = {"worker-big": ["0", "1", "2", "3"], "worker-small": ["5"],
-                    "worker-on-gpu-7": ["7"]}
+            all=True, filters={"label": "com.docker.compose.project=llmwrap-gpu-smoke"}
+        )
+        workers = {
+            c.labels["com.docker.compose.service"]: c
+            for c in found
+            if c.labels["com.docker.compose.service"].startswith("worker-")
+        }
+        expected = {
+            "worker-big": ["0", "1", "2", "3"],
+            "worker-small": ["5"],
+            "worker-on-gpu-7": ["7"],
+        }
         assert set(workers) == set(expected)
         for name, c in workers.items():
             (req,) = c.attrs["HostConfig"]["DeviceRequests"]

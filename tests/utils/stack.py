@@ -1,4 +1,4 @@
-"""Real backend and worker processes for end-to-end tests (uvicorn and `python -m services.worker`)."""
+"""Real backend and worker processes for end-to-end tests (uvicorn, `python -m services.worker`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ class Proc:
     def start(self) -> Proc:
         self._out = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT,
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -76,8 +80,17 @@ class Stack:
     def backend(self, **env: object) -> Proc:
         port = free_port()
         p = Proc(
-            [sys.executable, "-m", "uvicorn", "services.backend.main:app",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "services.backend.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             self._env(API_PORT=port, **env),
             self.tmp / f"backend-{port}.log",
         ).start()
@@ -99,12 +112,16 @@ class Stack:
         n = len(self.procs)
         hb = self.tmp / f"worker-{n}.alive"
         defaults: dict[str, object] = {
-            "QUEUE_NAME": queue, "MODEL_BACKEND": "echo", "HEARTBEAT_FILE": hb,
-            "HEARTBEAT_INTERVAL": 0.5, "HEARTBEAT_TTL": 2,
+            "QUEUE_NAME": queue,
+            "MODEL_BACKEND": "echo",
+            "HEARTBEAT_FILE": hb,
+            "HEARTBEAT_INTERVAL": 0.5,
+            "HEARTBEAT_TTL": 2,
         }
         defaults.update(env)
         p = Proc(
-            [sys.executable, "-m", "services.worker"], self._env(**defaults),
+            [sys.executable, "-m", "services.worker"],
+            self._env(**defaults),
             self.tmp / f"worker-{n}.log",
         ).start()
         self.procs.append(p)

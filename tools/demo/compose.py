@@ -58,9 +58,22 @@ def _tiny_model() -> Path:
         model.mkdir(parents=True, exist_ok=True)
         _say(f"building the tiny demo model in {model}")
         subprocess.run(
-            ["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}",
-             "-e", "HOME=/tmp", "-v", f"{model}:/out", WORKER_CPU,
-             "python", "-m", "services.worker.tiny_model", "/out"],
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--user",
+                f"{os.getuid()}:{os.getgid()}",
+                "-e",
+                "HOME=/tmp",
+                "-v",
+                f"{model}:/out",
+                WORKER_CPU,
+                "python",
+                "-m",
+                "services.worker.tiny_model",
+                "/out",
+            ],
             check=True,
         )
     return model
@@ -83,13 +96,24 @@ def up(port: int) -> int:
             model["path"] = str(_tiny_model())
     (RUN / "fleet.cpu-demo.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     subprocess.run(
-        [sys.executable, "-m", "tools.fleet", "render", str(RUN / "fleet.cpu-demo.yaml"),
-         "--out", str(DEPLOY)],
-        cwd=ROOT, check=True,
+        [
+            sys.executable,
+            "-m",
+            "tools.fleet",
+            "render",
+            str(RUN / "fleet.cpu-demo.yaml"),
+            "--out",
+            str(DEPLOY),
+        ],
+        cwd=ROOT,
+        check=True,
     )
     if _compose("up", "-d", "--wait", "--wait-timeout", "300", check=False).returncode != 0:
         _compose("ps", check=False)
-        _say(f"the stack did not become healthy; see: docker compose -f {DEPLOY}/docker-compose.yml logs")
+        _say(
+            "the stack did not become healthy; see: "
+            f"docker compose -f {DEPLOY}/docker-compose.yml logs"
+        )
         return 1
     url = f"http://127.0.0.1:{port}"
     r = ask(url, timeout=60)

@@ -8,7 +8,12 @@ import httpx
 
 EXAMPLE = {
     "job_id": "12345",
-    "meta": {"temperature": 0.5, "tokens_limit": 1000, "stop_words": ["stop"], "model": "gpt-model"},
+    "meta": {
+        "temperature": 0.5,
+        "tokens_limit": 1000,
+        "stop_words": ["stop"],
+        "model": "gpt-model",
+    },
     "content": "What is AI?",
 }
 

@@ -25,8 +25,9 @@ STATE = RUN / "demo.json"
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
     with open(log, "ab") as out:
-        p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return p.pid
 
 
@@ -41,15 +42,29 @@ def up(port: int) -> int:
     assert redis.proc is not None and rabbit.proc is not None
     env = dict(os.environ)
     env.update(
-        REDIS_PORT=str(redis.port), RABBIT_MQ_PORT=str(rabbit.port), QUEUE_NAME="echo",
-        MODEL_BACKEND="echo", MODEL_ALIASES="gpt-model", API_PORT=str(port),
+        REDIS_PORT=str(redis.port),
+        RABBIT_MQ_PORT=str(rabbit.port),
+        QUEUE_NAME="echo",
+        MODEL_BACKEND="echo",
+        MODEL_ALIASES="gpt-model",
+        API_PORT=str(port),
         HEARTBEAT_FILE=str(RUN / "worker.alive"),
     )
     pids = {"redis": redis.proc.pid, "rabbitmq": rabbit.proc.pid}
     pids["worker"] = _spawn([sys.executable, "-m", "services.worker"], env, RUN / "worker.log")
     pids["backend"] = _spawn(
-        [sys.executable, "-m", "uvicorn", "services.backend.main:app", "--host", "127.0.0.1",
-         "--port", str(port)], env, RUN / "backend.log",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.backend.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        RUN / "backend.log",
     )
     STATE.write_text(json.dumps(pids))
     url = f"http://127.0.0.1:{port}"

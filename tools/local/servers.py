@@ -80,8 +80,21 @@ class RedisServer(_Server):
     def start(self, timeout: float = 10.0) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         argv = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
         self._spawn(argv, None, self.dir / "redis.log")
         wait_port(self.port, timeout)

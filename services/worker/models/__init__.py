@@ -25,7 +25,8 @@ def build_model(settings: WorkerSettings) -> ModelBackend:
                 api_key=settings.INNER_LLM_API_KEY,
             )
         case ModelBackendName.VLLM:
-            # The vLLM engine backend lands with its own issue (services/worker/models/vllm_model.py).
+            # The vLLM engine backend lands with its own issue
+            # (services/worker/models/vllm_model.py).
             raise SystemExit(
                 "MODEL_BACKEND=vllm is not available in this build yet; "
                 "use transformers, or openai in front of a vLLM server"

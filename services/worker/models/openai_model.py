@@ -9,7 +9,9 @@ from services.worker.models.base import GenerationRequest, ModelBackend, ModelEr
 
 
 class OpenAIModel(ModelBackend):
-    def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 600.0) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "", timeout: float = 600.0
+    ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.model = model

@@ -47,9 +47,13 @@ class TransformersModel(ModelBackend):
             )
         else:
             enc = self.tokenizer(request.prompt or "", return_tensors="pt")
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        return {
+            k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")
+        }
 
-    def _generate_kwargs(self, request: GenerationRequest, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, request: GenerationRequest, inputs: dict[str, Any]
+    ) -> dict[str, Any]:
         prompt_len = int(inputs["input_ids"].shape[1])
         room = self.max_len - prompt_len
         if room <= 0:
@@ -72,7 +76,9 @@ class TransformersModel(ModelBackend):
         async with self._lock:
             inputs = self._inputs(request)
             kwargs = self._generate_kwargs(request, inputs)
-            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            streamer = TextIteratorStreamer(
+                self.tokenizer, skip_prompt=True, skip_special_tokens=True
+            )
             errors: list[BaseException] = []
 
             def run() -> None:

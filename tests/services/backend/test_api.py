@@ -12,12 +12,22 @@ from tests.utils.stack import Stack
 
 ORIGINAL_GENERATE = {
     "job_id": "12345",
-    "meta": {"temperature": 0.5, "tokens_limit": 1000, "stop_words": ["stop"], "model": "gpt-model"},
+    "meta": {
+        "temperature": 0.5,
+        "tokens_limit": 1000,
+        "stop_words": ["stop"],
+        "model": "gpt-model",
+    },
     "content": "What is AI?",
 }
 ORIGINAL_CHAT = {
     "job_id": "12345",
-    "meta": {"temperature": 0.5, "tokens_limit": 1000, "stop_words": ["stop"], "model": "gpt-model"},
+    "meta": {
+        "temperature": 0.5,
+        "tokens_limit": 1000,
+        "stop_words": ["stop"],
+        "model": "gpt-model",
+    },
     "messages": [
         {"role": "user", "content": "What is AI?"},
         {"role": "assistant", "content": "Artificial Intelligence is..."},
@@ -45,23 +55,31 @@ def test_optional_fields_and_nulls_take_defaults(echo: str) -> None:
     bodies = [
         {"content": "just content"},
         {"content": "just content", "meta": None, "job_id": None, "priority": None},
-        {"content": "just content", "meta": {"model": None, "stop_words": None,
-                                             "temperature": None, "tokens_limit": None}},
+        {
+            "content": "just content",
+            "meta": {"model": None, "stop_words": None, "temperature": None, "tokens_limit": None},
+        },
         {"content": "just content", "priority": 9, "unknown_field": "ignored"},
     ]
     for body in bodies:
         r = httpx.post(echo + "/generate", json=body, timeout=10)
         assert r.status_code == 200, (body, r.text)
         assert r.json() == {"content": "just content"}
-    chat = {"messages": [{"role": "user", "content": "hi there"}], "source": "local",
-            "priority": None, "meta": {"model": None, "stop_words": None}}
+    chat = {
+        "messages": [{"role": "user", "content": "hi there"}],
+        "source": "local",
+        "priority": None,
+        "meta": {"model": None, "stop_words": None},
+    }
     r = httpx.post(echo + "/chat_completion", json=chat, timeout=10)
     assert r.json() == {"content": "hi there"}
 
 
 def test_tokens_limit_and_stop_words_are_honoured(echo: str) -> None:
     body = {"content": "one two three four five", "meta": {"tokens_limit": 3}}
-    assert httpx.post(echo + "/generate", json=body, timeout=10).json() == {"content": "one two three"}
+    assert httpx.post(echo + "/generate", json=body, timeout=10).json() == {
+        "content": "one two three"
+    }
     body = {"content": "one two STOP three", "meta": {"stop_words": ["STOP"]}}
     assert httpx.post(echo + "/generate", json=body, timeout=10).json() == {"content": "one two "}
 
@@ -70,7 +88,9 @@ def test_queue_name_query_parameter_routes_like_the_original_sdk(stack: Stack, q
     other = queue + "-other"
     stack.worker(other, MODEL_NAME="other")
     url = stack.backend(QUEUE_NAME=queue).url
-    r = httpx.post(url + "/generate", params={"queue_name": other}, json={"content": "x"}, timeout=10)
+    r = httpx.post(
+        url + "/generate", params={"queue_name": other}, json={"content": "x"}, timeout=10
+    )
     assert r.status_code == 200, r.text
 
 
@@ -123,6 +143,7 @@ async def test_200_concurrent_requests_each_get_their_own_answer(stack: Stack, q
     url = stack.backend(QUEUE_NAME=queue).url
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
         async def one(i: int) -> tuple[int, httpx.Response]:
             body = {"job_id": f"job-{i}", "content": f"request number {i} says {i * 7919}"}
             return i, await client.post("/generate", json=body)
@@ -196,9 +217,16 @@ def test_api_keys_are_required_when_configured(stack: Stack, queue: str) -> None
     bad = httpx.post(url + "/generate", json=body, headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     assert bad.json() == {"detail": "missing or invalid API key"}
-    ok = httpx.post(url + "/generate", json=body, headers={"Authorization": "Bearer k2"}, timeout=10)
+    ok = httpx.post(
+        url + "/generate", json=body, headers={"Authorization": "Bearer k2"}, timeout=10
+    )
     assert ok.json() == {"content": "secret"}
-    assert httpx.post(url + "/generate", json=body, headers={"X-API-Key": "k1"}, timeout=10).status_code == 200
+    assert (
+        httpx.post(
+            url + "/generate", json=body, headers={"X-API-Key": "k1"}, timeout=10
+        ).status_code
+        == 200
+    )
     assert httpx.get(url + "/health").status_code == 200
 
 

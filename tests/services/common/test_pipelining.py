@@ -12,7 +12,9 @@ from services.common.pipelining import AutoPipeline
 from tools.local.servers import RedisServer
 
 
-async def test_commands_of_one_turn_share_a_pipeline(redis_server: RedisServer, prefix: str) -> None:
+async def test_commands_of_one_turn_share_a_pipeline(
+    redis_server: RedisServer, prefix: str
+) -> None:
     redis = Redis(port=redis_server.port)
     auto = AutoPipeline(redis)
     executed: list[int] = []
@@ -31,7 +33,9 @@ async def test_commands_of_one_turn_share_a_pipeline(redis_server: RedisServer, 
     await redis.aclose()
 
 
-async def test_a_failing_command_fails_only_its_caller(redis_server: RedisServer, prefix: str) -> None:
+async def test_a_failing_command_fails_only_its_caller(
+    redis_server: RedisServer, prefix: str
+) -> None:
     redis = Redis(port=redis_server.port)
     auto = AutoPipeline(redis)
     await redis.set(f"{prefix}:s", "text")

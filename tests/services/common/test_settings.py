@@ -32,7 +32,9 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         Settings()
 
 
-def test_worker_backends_require_their_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_worker_backends_require_their_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MODEL_BACKEND", "transformers")
     with pytest.raises(ValidationError, match="MODEL_PATH"):

@@ -1,4 +1,4 @@
-"""The result store's transitions on a real Redis: atomic, final-write-wins, pushed with the write."""
+"""The result store on a real Redis: atomic transitions, first final write wins, pushed with it."""
 
 from __future__ import annotations
 
@@ -24,8 +24,15 @@ async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[ResultS
 
 def _job(job_id: str = "j1") -> JobMessage:
     now = time.time()
-    return JobMessage(job_id=job_id, kind=JobKind.GENERATE, model="m", prompt="p", notify="",
-                      created_at=now, deadline=now + 10)
+    return JobMessage(
+        job_id=job_id,
+        kind=JobKind.GENERATE,
+        model="m",
+        prompt="p",
+        notify="",
+        created_at=now,
+        deadline=now + 10,
+    )
 
 
 async def test_transitions_and_first_final_write_wins(store: ResultStore) -> None:

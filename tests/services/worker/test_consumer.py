@@ -42,7 +42,9 @@ def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
     result: dict = {}
 
     def call() -> None:
-        r = httpx.post(url + "/generate", json={"content": "one two three four five six"}, timeout=30)
+        r = httpx.post(
+            url + "/generate", json={"content": "one two three four five six"}, timeout=30
+        )
         result.update(status=r.status_code, body=r.json())
 
     t = threading.Thread(target=call)
@@ -89,7 +91,12 @@ def test_job_records_go_through_their_statuses_with_timestamps(
 ) -> None:
     stack.worker(queue)
     url = stack.backend(QUEUE_NAME=queue).url
-    assert httpx.post(url + "/generate", json={"job_id": "mine", "content": "hi"}, timeout=10).status_code == 200
+    assert (
+        httpx.post(
+            url + "/generate", json={"job_id": "mine", "content": "hi"}, timeout=10
+        ).status_code
+        == 200
+    )
     r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
     (key,) = r.keys(f"{prefix}:job:*")
     job = r.hgetall(key)

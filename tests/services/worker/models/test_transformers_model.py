@@ -1,4 +1,4 @@
-"""The transformers backend on a tiny random Llama built offline, loaded by the real loading code."""
+"""The transformers backend on a tiny random Llama built offline, loaded by the real code."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ async def model(tiny_model: Path) -> TransformersModel:
 
 
 def _req(**kw: object) -> GenerationRequest:
-    params = SamplingParams(temperature=0, max_tokens=kw.pop("max_tokens", 12), stop=kw.pop("stop", []))
+    params = SamplingParams(
+        temperature=0, max_tokens=kw.pop("max_tokens", 12), stop=kw.pop("stop", [])
+    )
     return GenerationRequest(kind=JobKind.GENERATE, params=params, **kw)  # type: ignore[arg-type]
 
 
@@ -74,16 +76,26 @@ async def test_prompt_longer_than_tokens_len_is_a_model_error(tiny_model: Path) 
         await m.generate(_req(prompt="one two three four five six seven eight nine ten"))
 
 
-def test_worker_serves_the_tiny_model_end_to_end(stack: Stack, queue: str, tiny_model: Path) -> None:
-    stack.worker(queue, MODEL_BACKEND="transformers", MODEL_PATH=tiny_model, MODEL_NAME="tiny",
-                 TOKENS_LEN=256)
+def test_worker_serves_the_tiny_model_end_to_end(
+    stack: Stack, queue: str, tiny_model: Path
+) -> None:
+    stack.worker(
+        queue,
+        MODEL_BACKEND="transformers",
+        MODEL_PATH=tiny_model,
+        MODEL_NAME="tiny",
+        TOKENS_LEN=256,
+    )
     url = stack.backend(QUEUE_NAME=queue).url
     body = {"content": "what is ai", "meta": {"model": "tiny", "temperature": 0, "tokens_limit": 8}}
     r1 = httpx.post(url + "/generate", json=body, timeout=60)
     r2 = httpx.post(url + "/generate", json=body, timeout=60)
     assert r1.status_code == 200, r1.text
     assert r1.json() == r2.json() and r1.json()["content"]
-    chat = {"messages": [{"role": "user", "content": "hello"}], "meta": {"model": "tiny", "tokens_limit": 8}}
+    chat = {
+        "messages": [{"role": "user", "content": "hello"}],
+        "meta": {"model": "tiny", "tokens_limit": 8},
+    }
     assert httpx.post(url + "/chat_completion", json=chat, timeout=60).status_code == 200
     too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
     r = httpx.post(url + "/generate", json=too_long, timeout=60)

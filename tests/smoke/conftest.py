@@ -92,6 +92,22 @@ class LiveStack:
         )
 
 
+def _containers_on_network(network: str) -> list[str]:
+    proc = subprocess.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            network,
+            "--format",
+            "{{range .Containers}}{{.Name}} {{end}}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
 def _free_port() -> int:
     from tools.local.servers import free_port
 
@@ -135,6 +151,13 @@ def cpu_stack(
     )
     stack = LiveStack(out, spec, f"http://127.0.0.1:{spec['backend']['port']}")
     stack.compose("down", "-v", "--remove-orphans", check=False)
+    others = _containers_on_network(NETWORK)
+    if others:
+        # Services of two stacks on one network answer to the same names (redis, rabbitmq...).
+        pytest.fail(
+            f"{NETWORK} is in use by {', '.join(others)}: stop that stack first "
+            "(e.g. bash tools/demo.sh down)"
+        )
     up = stack.compose("up", "-d", "--wait", "--wait-timeout", "300", check=False)
     if up.returncode != 0:
         logs = stack.compose("logs", "--no-color", "--tail", "60", check=False).stdout

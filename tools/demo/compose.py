@@ -108,6 +108,9 @@ def up(port: int) -> int:
         cwd=ROOT,
         check=True,
     )
+    # The demo's data is disposable: start from fresh volumes, since a RabbitMQ volume left by an
+    # earlier demo (another checkout, other generated credentials) would refuse the new ones.
+    _compose("down", "-v", "--remove-orphans", check=False)
     if _compose("up", "-d", "--wait", "--wait-timeout", "300", check=False).returncode != 0:
         _compose("ps", check=False)
         _say(
@@ -129,5 +132,5 @@ def up(port: int) -> int:
 
 def down() -> int:
     if (DEPLOY / "docker-compose.yml").exists():
-        _compose("down", check=False)
+        _compose("down", "-v", check=False)
     return 0

@@ -172,9 +172,10 @@ def main() -> int:
                 flush=True,
             )
     finally:
+        # One at a time, backend first: it finishes its in-flight requests while the worker still
+        # runs (stopping both at once leaves those jobs queued for a worker that never comes).
         for p in reversed(procs):
             p.terminate()
-        for p in procs:
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:

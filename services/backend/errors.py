@@ -13,6 +13,8 @@ ApiError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.backend.metrics import REJECTED
+
 
 class ApiError(Exception):
     status_code = 500
@@ -55,6 +57,7 @@ class ModelFailed(ApiError):
 
 async def _handle(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    REJECTED.labels(str(exc.status_code)).inc()
     headers = {"Retry-After": "1"} if exc.status_code in (429, 503) else None
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 

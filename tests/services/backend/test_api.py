@@ -234,6 +234,8 @@ def test_health_ready_and_metrics(echo: str) -> None:
     assert httpx.get(echo + "/health").json() == {"status": "ok"}
     assert httpx.get(echo + "/ready").json() == {"status": "ready"}
     httpx.post(echo + "/generate", json={"content": "count me"}, timeout=10)
+    httpx.post(echo + "/generate", json={"content": "x", "meta": {"model": "nope"}}, timeout=10)
     metrics = httpx.get(echo + "/metrics").text
     assert "llm_wrap_jobs_total" in metrics
     assert 'status="completed"' in metrics
+    assert 'llm_wrap_requests_rejected_total{status="404"} 1.0' in metrics

@@ -137,3 +137,27 @@ def test_a_slow_job_is_seen_pending_then_in_progress(
         job = r.hgetall(key)
         assert job["status"] == "completed" and job["tries"] == "1"
         assert float(job["created_at"]) <= float(job["started_at"]) <= float(job["finished_at"])
+
+
+def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(
+    stack: Stack, queue: str
+) -> None:
+    first = stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(url + "/generate", json={"content": "a b c d e f"}, timeout=30)
+        result.update(status=r.status_code, body=r.json())
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while "started" not in first.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # past MARK_AFTER_S: the try is on record
+    first.kill()
+    stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)
+    t.join(30)
+    assert result["status"] == 502, result
+    assert "gave up after 1 tries" in result["body"]["detail"]

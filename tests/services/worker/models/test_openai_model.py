@@ -1,0 +1,94 @@
+"""The openai backend against a small OpenAI-compatible server this test runs (uvicorn, thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from services.common.protocol import ChatMessage, JobKind, SamplingParams
+from services.worker.models.base import GenerationRequest, ModelError
+from services.worker.models.openai_model import OpenAIModel
+from tests.utils.stack import Stack
+from tools.local.servers import free_port
+
+SEEN: list[dict] = []
+
+
+def _upstream() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict:
+        body = await request.json()
+        SEEN.append(body)
+        if request.headers.get("authorization") != "Bearer sk-test":
+            return {"choices": []}
+        text = " | ".join(f"{m['role']}:{m['content']}" for m in body["messages"])
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> dict:
+        body = await request.json()
+        SEEN.append(body)
+        return {"choices": [{"index": 0, "text": f"completion of {body['prompt']} STOP tail"}]}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(_upstream(), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str) -> None:
+    model = OpenAIModel(upstream, "served-name", api_key="sk-test")
+    await model.load()
+    params = SamplingParams(temperature=0.3, max_tokens=7, stop=["STOP"])
+    chat = GenerationRequest(
+        kind=JobKind.CHAT, params=params, messages=[ChatMessage(role="user", content="hi")]
+    )
+    assert await model.generate(chat) == "user:hi"
+    sent = SEEN[-1]
+    assert sent["model"] == "served-name" and sent["max_tokens"] == 7
+    assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"]
+    completion = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="p")
+    # The upstream ignored `stop`; the answer is still cut at it.
+    assert await model.generate(completion) == "completion of p "
+    await model.close()
+
+
+async def test_an_upstream_answer_that_is_not_openai_format_is_a_model_error(
+    upstream: str,
+) -> None:
+    model = OpenAIModel(upstream + "/v1", "m", api_key="wrong-key")
+    await model.load()
+    req = GenerationRequest(
+        kind=JobKind.CHAT, params=SamplingParams(), messages=[ChatMessage(role="user", content="x")]
+    )
+    with pytest.raises(ModelError, match="not in OpenAI format"):
+        await model.generate(req)
+    await model.close()
+
+
+def test_worker_forwards_end_to_end(stack: Stack, queue: str, upstream: str) -> None:
+    stack.worker(queue, MODEL_BACKEND="openai", INNER_LLM_URL=upstream, INNER_LLM_API_KEY="sk-test")
+    url = stack.backend(QUEUE_NAME=queue).url
+    chat = {"messages": [{"role": "user", "content": "hello upstream"}]}
+    r = httpx.post(url + "/chat_completion", json=chat, timeout=20)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"content": "user:hello upstream"}

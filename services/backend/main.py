@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.backend.api.main import api_router
+from services.backend.api.main import include_routers
 from services.backend.config import get_settings
 from services.backend.errors import install_error_handlers
 from services.backend.jobs import JobService
@@ -90,7 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     app = FastAPI(title="llm-wrap", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(api_router)
+    include_routers(app)
     return app
 
 

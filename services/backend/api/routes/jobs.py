@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from services.backend.deps import ApiKeyDep, JobServiceDep
+from services.backend.deps import JobServiceDep
 from services.backend.schemas import ChatCompletionModel, PromptModel, ResponseModel
 from services.common.protocol import JobKind, SamplingParams
 
-router = APIRouter(tags=["jobs"], dependencies=[ApiKeyDep])
+# The API-key check is part of JobServiceDep: one dependency per request (see deps.py).
+router = APIRouter(tags=["jobs"])
 
 
 def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:

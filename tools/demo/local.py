@@ -78,7 +78,7 @@ def up(port: int) -> int:
         f"POST /generate {json.dumps(EXAMPLE)}\n"
     )
     print(r.text)
-    sys.stderr.write("stop it with: python -m tools.demo --local down\n")
+    sys.stderr.write("stop it with: bash tools/demo.sh down --local\n")
     return 0
 
 

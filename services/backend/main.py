@@ -31,20 +31,6 @@ STARTUP_ATTEMPTS = 30
 SHUTDOWN_STEP_S = 5.0
 
 
-async def _open_publisher(name: str) -> JobPublisher:
-    """Connect to RabbitMQ, retrying for a while: in compose the broker may still be starting."""
-    settings = get_settings()
-    for attempt in range(1, STARTUP_ATTEMPTS + 1):
-        try:
-            return await JobPublisher.open(settings, timeout=settings.PUBLISH_TIMEOUT, name=name)
-        except (OSError, ConnectionError, TimeoutError) as e:
-            if attempt == STARTUP_ATTEMPTS:
-                raise
-            log.warning("RabbitMQ not reachable yet (%r); retrying", e)
-            await asyncio.sleep(1.0)
-    raise AssertionError("unreachable")
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     setup_logging()
@@ -55,7 +41,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = ResultStore(redis, keys, settings.RESULT_TTL)
     waiter = ResultWaiter(redis, store, keys.notify_channel(instance))
     router = ModelRouter(redis, keys, settings.QUEUE_NAME, settings.REGISTRY_REFRESH_S)
-    publisher = await _open_publisher(f"backend-{instance}")
+    publisher = await JobPublisher.open(
+        settings,
+        timeout=settings.PUBLISH_TIMEOUT,
+        name=f"backend-{instance}",
+        attempts=STARTUP_ATTEMPTS,
+    )
     await waiter.start()
     await router.start()
     JOBS_WAITING.set_function(lambda: waiter.pending)

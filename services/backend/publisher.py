@@ -29,8 +29,10 @@ class JobPublisher:
         self._timeout = timeout
 
     @classmethod
-    async def open(cls, settings: CommonSettings, *, timeout: float, name: str) -> "JobPublisher":
-        connection = await connect_broker(settings, name=name)
+    async def open(
+        cls, settings: CommonSettings, *, timeout: float, name: str, attempts: int = 1
+    ) -> "JobPublisher":
+        connection = await connect_broker(settings, name=name, attempts=attempts)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         return cls(connection, channel, timeout)  # type: ignore[arg-type]
 

@@ -4,6 +4,8 @@ One Redis pool and one robust AMQP connection per process; callers keep them on 
 object and pass them down, never open one per request.
 """
 
+import asyncio
+import logging
 from typing import Any
 
 import aio_pika
@@ -14,6 +16,8 @@ from redis.backoff import NoBackoff
 
 from services.common.protocol import MAX_PRIORITY
 from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
@@ -32,14 +36,26 @@ def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
 
 
 async def connect_broker(
-    settings: CommonSettings, *, name: str, timeout: float = 5.0
+    settings: CommonSettings, *, name: str, timeout: float = 5.0, attempts: int = 1
 ) -> AbstractRobustConnection:
-    """A robust connection: it reconnects and restores channels, queues and consumers by itself."""
-    return await aio_pika.connect_robust(
-        settings.amqp_url,
-        timeout=timeout,
-        client_properties={"connection_name": name},
-    )
+    """A robust connection: it reconnects and restores channels, queues and consumers by itself.
+
+    The first connection is tried `attempts` times, a second apart: in compose the broker may
+    still be starting when a service does.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await aio_pika.connect_robust(
+                settings.amqp_url,
+                timeout=timeout,
+                client_properties={"connection_name": name},
+            )
+        except (OSError, ConnectionError, TimeoutError) as e:
+            if attempt == attempts:
+                raise
+            log.warning("RabbitMQ not reachable yet (%r); retrying", e)
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def queue_arguments(max_length: int) -> dict[str, Any]:

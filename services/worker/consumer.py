@@ -77,7 +77,9 @@ class Worker:
         started = time.perf_counter()
         await self.model.load()
         log.info("model loaded in %.1f s", time.perf_counter() - started)
-        self._connection = await self._connect()
+        self._connection = await connect_broker(
+            self.settings, name=f"worker-{self.worker_id}", attempts=60
+        )
         self._channel = await self._connection.channel()  # type: ignore[assignment]
         assert self._channel is not None
         await self._channel.set_qos(prefetch_count=s.WORKER_CONCURRENCY)
@@ -93,17 +95,6 @@ class Worker:
             s.QUEUE_NAME,
             s.WORKER_CONCURRENCY,
         )
-
-    async def _connect(self) -> AbstractRobustConnection:
-        for attempt in range(1, 61):
-            try:
-                return await connect_broker(self.settings, name=f"worker-{self.worker_id}")
-            except (OSError, ConnectionError, TimeoutError) as e:
-                if attempt == 60:
-                    raise
-                log.warning("RabbitMQ not reachable yet (%r); retrying", e)
-                await asyncio.sleep(1.0)
-        raise AssertionError("unreachable")
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()

@@ -12,24 +12,35 @@ import httpx
 import orjson
 import redis as redis_sync
 
-from tests.utils.stack import Stack
+from tests.utils.stack import Proc, Stack
 from tools.local.servers import RabbitServer, RedisServer
+
+
+def _post_in_background(url: str, body: dict) -> tuple[threading.Thread, dict]:
+    """POST /generate from a thread; the dict gets the status and body once answered."""
+    result: dict = {}
+
+    def call() -> None:
+        r = httpx.post(url + "/generate", json=body, timeout=30)
+        result.update(status=r.status_code, body=r.json())
+
+    t = threading.Thread(target=call)
+    t.start()
+    return t, result
+
+
+def _wait_for_start(worker: Proc) -> None:
+    """Until the worker has logged that it started a job (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while "started" not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_a_job_whose_worker_dies_is_finished_by_another(stack: Stack, queue: str) -> None:
     slow = stack.worker(queue, ECHO_TOKEN_DELAY_MS=200, WORKER_CONCURRENCY=1)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
-    result: dict = {}
-
-    def call() -> None:
-        r = httpx.post(url + "/generate", json={"content": "a b c d e f g h i j"}, timeout=30)
-        result.update(status=r.status_code, body=r.json())
-
-    t = threading.Thread(target=call)
-    t.start()
-    deadline = time.monotonic() + 10
-    while "started" not in slow.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    t, result = _post_in_background(url, {"content": "a b c d e f g h i j"})
+    _wait_for_start(slow)
     slow.kill()  # mid-job, unacked: RabbitMQ hands the job to the next worker
     stack.worker(queue)
     t.join(30)
@@ -39,19 +50,8 @@ def test_a_job_whose_worker_dies_is_finished_by_another(stack: Stack, queue: str
 def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
     worker = stack.worker(queue, ECHO_TOKEN_DELAY_MS=150, WORKER_CONCURRENCY=2)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
-    result: dict = {}
-
-    def call() -> None:
-        r = httpx.post(
-            url + "/generate", json={"content": "one two three four five six"}, timeout=30
-        )
-        result.update(status=r.status_code, body=r.json())
-
-    t = threading.Thread(target=call)
-    t.start()
-    deadline = time.monotonic() + 10
-    while "started" not in worker.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    t, result = _post_in_background(url, {"content": "one two three four five six"})
+    _wait_for_start(worker)
     worker.signal(signal.SIGTERM)
     t.join(30)
     assert worker.proc is not None and worker.proc.wait(10) == 0
@@ -144,17 +144,8 @@ def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(
 ) -> None:
     first = stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
-    result: dict = {}
-
-    def call() -> None:
-        r = httpx.post(url + "/generate", json={"content": "a b c d e f"}, timeout=30)
-        result.update(status=r.status_code, body=r.json())
-
-    t = threading.Thread(target=call)
-    t.start()
-    deadline = time.monotonic() + 10
-    while "started" not in first.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    t, result = _post_in_background(url, {"content": "a b c d e f"})
+    _wait_for_start(first)
     time.sleep(0.2)  # past MARK_AFTER_S: the try is on record
     first.kill()
     stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.local.servers import free_port
+from tools.local.servers import free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,15 +26,7 @@ class Proc:
     url: str = ""
 
     def start(self) -> Proc:
-        self._out = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = spawn(self.argv, self.log, self.env, ROOT)
         return self
 
     def signal(self, sig: int) -> None:
@@ -51,7 +43,6 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.proc.wait()
-        self._out.close()
         return self.proc.returncode
 
     def kill(self) -> None:

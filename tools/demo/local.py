@@ -10,25 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tools.demo.example import EXAMPLE, ask
-from tools.local.servers import RabbitServer, RedisServer
+from tools.local.servers import RabbitServer, RedisServer, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / ".run"
 STATE = RUN / "demo.json"
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
-    with open(log, "ab") as out:
-        p = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return p.pid
 
 
 def up(port: int) -> int:
@@ -51,21 +42,11 @@ def up(port: int) -> int:
         HEARTBEAT_FILE=str(RUN / "worker.alive"),
     )
     pids = {"redis": redis.proc.pid, "rabbitmq": rabbit.proc.pid}
-    pids["worker"] = _spawn([sys.executable, "-m", "services.worker"], env, RUN / "worker.log")
-    pids["backend"] = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "services.backend.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env,
-        RUN / "backend.log",
-    )
+    worker = [sys.executable, "-m", "services.worker"]
+    backend = [sys.executable, "-m", "uvicorn", "services.backend.main:app"]
+    backend += ["--host", "127.0.0.1", "--port", str(port)]
+    pids["worker"] = spawn(worker, RUN / "worker.log", env, ROOT).pid
+    pids["backend"] = spawn(backend, RUN / "backend.log", env, ROOT).pid
     STATE.write_text(json.dumps(pids))
     url = f"http://127.0.0.1:{port}"
     r = ask(url, timeout=60)

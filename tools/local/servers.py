@@ -43,15 +43,22 @@ def wait_port(port: int, timeout: float, probe: bytes | None = None) -> None:
     raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session (stoppable as a group), output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 class _Server:
     port: int
     proc: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None, log: Path) -> None:
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.proc = spawn(argv, log, env)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM to its process group, SIGKILL if it lingers)."""

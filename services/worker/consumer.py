@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import orjson
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
@@ -195,8 +196,6 @@ class Worker:
         self, message: AbstractIncomingMessage, err: ValidationError
     ) -> None:
         """A message we cannot parse is failed (if it names a job) and acked, never requeued."""
-        import orjson
-
         log.error("malformed job message %s: %s", message.message_id, err.errors()[:3])
         try:
             raw = orjson.loads(message.body)

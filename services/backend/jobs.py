@@ -15,6 +15,7 @@ from services.backend.waiter import ResultWaiter
 from services.common.protocol import (
     DEFAULT_PRIORITY,
     ChatMessage,
+    ErrorCode,
     JobKind,
     JobMessage,
     JobOutcome,
@@ -83,6 +84,9 @@ class JobService:
         JOB_SECONDS.labels(target).observe(time.perf_counter() - started)
         JOBS.labels(target, outcome.status.value).inc()
         if outcome.status is JobStatus.ERROR:
+            if outcome.code is ErrorCode.DEADLINE:
+                # The worker saw the deadline first: still the client's 504, not a model error.
+                raise JobTimedOut(self._timeout_detail(job, outcome.error))
             raise ModelFailed(outcome.error or "the model failed")
         return outcome.content or ""
 
@@ -113,20 +117,24 @@ class JobService:
                     publish.result()
                 except ApiError as e:
                     mark.cancel()
-                    await self._fail_quietly(job, f"not accepted: {e.detail}")
+                    await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
                     raise
             else:
                 publish.add_done_callback(_ignore_late_failure)
             try:
                 return await asyncio.wait_for(future, timeout=max(0.0, job.deadline - time.time()))
             except TimeoutError:
-                await self._fail_quietly(job, f"timed out after {self.timeout:g} s")
-                raise JobTimedOut(
-                    f"job {job.job_id} did not finish within {self.timeout:g} s"
-                ) from None
+                await self._fail_quietly(
+                    job, f"timed out after {self.timeout:g} s", ErrorCode.DEADLINE
+                )
+                raise JobTimedOut(self._timeout_detail(job)) from None
         finally:
             mark.cancel()
             self.waiter.forget(job.job_id)
+
+    def _timeout_detail(self, job: JobMessage, why: str | None = None) -> str:
+        detail = f"job {job.job_id} did not finish within {self.timeout:g} s"
+        return f"{detail} ({why})" if why else detail
 
     def _mark_pending(self, job: JobMessage) -> None:
         """Record a job that is still waiting after MARK_AFTER_S (fast ones never need it)."""
@@ -140,9 +148,9 @@ class JobService:
         except (RedisError, OSError) as e:
             log.warning("could not record job %s as pending: %r", job.job_id, e)
 
-    async def _fail_quietly(self, job: JobMessage, reason: str) -> None:
+    async def _fail_quietly(self, job: JobMessage, reason: str, code: ErrorCode) -> None:
         """Mark a job failed so its record never stays pending; a lost write only costs the TTL."""
-        outcome = JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason)
+        outcome = JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason, code=code)
         try:
             await self.store.finish(outcome, job=job)
         except (RedisError, OSError):

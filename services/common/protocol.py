@@ -27,6 +27,18 @@ class JobStatus(StrEnum):
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR})
 
 
+class ErrorCode(StrEnum):
+    """Why a job failed, so the backend maps it to the right HTTP status whoever recorded it.
+
+    The worker and the backend both watch the deadline; whichever writes first, a deadline is a
+    504, not a model error (502).
+    """
+
+    MODEL = "model"  # the model backend raised: 502 with its message
+    DEADLINE = "deadline"  # not finished by the job's deadline: 504
+    REJECTED = "rejected"  # never run: malformed, not accepted by the broker, too many tries
+
+
 class JobKind(StrEnum):
     GENERATE = "generate"
     CHAT = "chat"
@@ -72,3 +84,4 @@ class JobOutcome(BaseModel):
     status: Literal[JobStatus.COMPLETED, JobStatus.ERROR]
     content: str | None = None
     error: str | None = None
+    code: ErrorCode | None = None

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
-from services.common.protocol import JobMessage, JobOutcome, JobStatus
+from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus
 
 # A job still running after this long gets its pending / in_progress mark written; a faster one
 # only gets its final record (one Redis write per job instead of three on the hot path).
@@ -122,6 +122,8 @@ class ResultStore:
             notify,
             payload,
         ]
+        if outcome.code is not None:
+            args += ["error_code", outcome.code.value]
         if job is not None:
             args += _job_fields(job)
         if started_at is not None:
@@ -139,10 +141,10 @@ class ResultStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self.keys.job(job_id), "status", "content", "error")
+                pipe.hmget(self.keys.job(job_id), "status", "content", "error", "error_code")
             rows = await pipe.execute()
         found = []
-        for job_id, (status, content, error) in zip(job_ids, rows, strict=True):
+        for job_id, (status, content, error, code) in zip(job_ids, rows, strict=True):
             if status in (b"completed", b"error"):
                 found.append(
                     JobOutcome(
@@ -150,6 +152,7 @@ class ResultStore:
                         status=JobStatus(status.decode()),
                         content=content.decode() if content is not None else None,
                         error=error.decode() if error is not None else None,
+                        code=ErrorCode(code.decode()) if code is not None else None,
                     )
                 )
         return found

@@ -28,7 +28,13 @@ from redis.exceptions import RedisError
 
 from services.common.connections import connect_broker, declare_model_queue, make_redis
 from services.common.keys import KeySpace
-from services.common.protocol import FINAL_STATUSES, JobMessage, JobOutcome, JobStatus
+from services.common.protocol import (
+    FINAL_STATUSES,
+    ErrorCode,
+    JobMessage,
+    JobOutcome,
+    JobStatus,
+)
 from services.common.store import MARK_AFTER_S, ResultStore
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
@@ -122,7 +128,9 @@ class Worker:
                 return
             if tries > self.settings.JOB_MAX_TRIES:
                 outcome = self._error(
-                    job, f"gave up after {tries - 1} tries (the worker kept dying)"
+                    job,
+                    f"gave up after {tries - 1} tries (the worker kept dying)",
+                    ErrorCode.REJECTED,
                 )
                 await asyncio.shield(self._finish(job, outcome, message, taken_at))
                 return
@@ -153,7 +161,9 @@ class Worker:
     async def _run(self, job: JobMessage) -> JobOutcome:
         remaining = job.deadline - time.time()
         if remaining <= 0:
-            return self._error(job, "expired in the queue before a worker could take it")
+            return self._error(
+                job, "expired in the queue before a worker could take it", ErrorCode.DEADLINE
+            )
         request = GenerationRequest(
             kind=job.kind, params=job.params, prompt=job.prompt, messages=job.messages
         )
@@ -162,17 +172,19 @@ class Worker:
             async with asyncio.timeout(remaining):
                 text = await self.model.generate(request)
         except TimeoutError:
-            return self._error(job, "the model did not finish before the job's deadline")
+            return self._error(
+                job, "the model did not finish before the job's deadline", ErrorCode.DEADLINE
+            )
         except ModelError as e:
-            return self._error(job, str(e))
+            return self._error(job, str(e), ErrorCode.MODEL)
         except Exception as e:
             log.exception("job %s: model raised", job.job_id)
-            return self._error(job, f"{type(e).__name__}: {e}")
+            return self._error(job, f"{type(e).__name__}: {e}", ErrorCode.MODEL)
         return JobOutcome(job_id=job.job_id, status=JobStatus.COMPLETED, content=text)
 
     @staticmethod
-    def _error(job: JobMessage, reason: str) -> JobOutcome:
-        return JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason)
+    def _error(job: JobMessage, reason: str, code: ErrorCode) -> JobOutcome:
+        return JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason, code=code)
 
     async def _finish(
         self,
@@ -207,6 +219,7 @@ class Worker:
             job_id=job_id,
             status=JobStatus.ERROR,
             error=f"malformed job message: {err.errors()[:1]}",
+            code=ErrorCode.REJECTED,
         )
         with contextlib.suppress(RedisError, OSError):
             await self._store_retrying(lambda: self.store.finish(outcome, notify))

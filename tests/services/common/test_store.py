@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.common.keys import KeySpace
-from services.common.protocol import JobKind, JobMessage, JobOutcome, JobStatus
+from services.common.protocol import ErrorCode, JobKind, JobMessage, JobOutcome, JobStatus
 from services.common.store import ResultStore, parse_outcome
 from tools.local.servers import RedisServer
 
@@ -74,3 +74,17 @@ async def test_outcomes_reads_back_only_final_jobs(store: ResultStore) -> None:
     await store.finish(JobOutcome(job_id="e", status=JobStatus.ERROR, error="boom"))
     found = await store.outcomes(["p", "e", "missing"])
     assert found == [JobOutcome(job_id="e", status=JobStatus.ERROR, error="boom")]
+
+
+async def test_an_error_keeps_its_code_in_the_push_and_the_record(store: ResultStore) -> None:
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe("chan-code")
+    late = JobOutcome(job_id="d", status=JobStatus.ERROR, error="too slow", code=ErrorCode.DEADLINE)
+    await store.finish(late, notify="chan-code")
+    msg = await pubsub.get_message(timeout=2)
+    while msg is None:
+        msg = await asyncio.wait_for(pubsub.get_message(timeout=2), 3)
+    assert parse_outcome(msg["data"]) == late
+    assert await store.outcomes(["d"]) == [late]
+    assert (await store.get("d"))["error_code"] == "deadline"
+    await pubsub.aclose()

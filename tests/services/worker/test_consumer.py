@@ -152,3 +152,40 @@ def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(
     t.join(30)
     assert result["status"] == 502, result
     assert "gave up after 1 tries" in result["body"]["detail"]
+
+
+def test_the_worker_reports_a_deadline_as_a_deadline_not_a_model_error(
+    stack: Stack, queue: str, redis_server: RedisServer, rabbit_server: RabbitServer, prefix: str
+) -> None:
+    # Worker and backend both watch the deadline; when the worker's verdict lands first the
+    # backend must still answer 504, so the record says why the job failed.
+    stack.worker(queue, ECHO_TOKEN_DELAY_MS=1000)
+    now = time.time()
+    job = {
+        "v": 1,
+        "job_id": "late-1",
+        "kind": "generate",
+        "model": "echo",
+        "prompt": "a b c",
+        "notify": "",
+        "created_at": now,
+        "deadline": now + 0.5,
+    }
+
+    async def publish() -> None:
+        conn = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{rabbit_server.port}/")
+        async with conn:
+            ch = await conn.channel()
+            await ch.default_exchange.publish(
+                aio_pika.Message(orjson.dumps(job)), routing_key=queue
+            )
+
+    asyncio.run(publish())
+    r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+    deadline = time.monotonic() + 10
+    while r.hget(f"{prefix}:job:late-1", "status") not in ("error", "completed"):
+        assert time.monotonic() < deadline, r.hgetall(f"{prefix}:job:late-1")
+        time.sleep(0.05)
+    record = r.hgetall(f"{prefix}:job:late-1")
+    assert record["status"] == "error" and record["error_code"] == "deadline", record
+    assert "deadline" in record["error"]

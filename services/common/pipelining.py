@@ -1,8 +1,12 @@
-"""Automatic pipelining: Redis commands issued in the same event-loop turn share one round trip.
+"""Automatic pipelining: Redis commands queue up while a round trip is in flight, then go as one.
 
-Under load, dozens of jobs finish (or start) in the same turn; sending their scripts as one
-pipeline costs one write, one read and one pooled connection instead of dozens. At concurrency 1
-the batch is a single command and the only cost is one `call_soon`.
+At most `max_in_flight` pipelines are on the wire at a time. A command submitted while the wire
+is free goes at the end of the current loop turn (with whatever else that turn submitted); one
+submitted while a pipeline is in flight waits for it and leaves with everything that queued up
+meanwhile. So at low load nothing waits (a lone command costs one `call_soon`), and under load the
+batches grow by themselves to fill the round trip: one write, one read and one pooled connection
+for dozens of jobs instead of one each. (Flushing every loop turn gave batches of about two
+commands at 1,400 jobs/s: the worker spent a third of its CPU in socket writes.)
 """
 
 import asyncio
@@ -16,11 +20,13 @@ Add = Callable[[Pipeline], Any]
 
 
 class AutoPipeline:
-    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
+    def __init__(self, redis: Redis, max_batch: int = 512, max_in_flight: int = 1) -> None:
         self._redis = redis
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[Add, asyncio.Future[Any]]] = []
         self._scheduled = False
+        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, add: Add) -> asyncio.Future[Any]:
@@ -28,19 +34,29 @@ class AutoPipeline:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((add, fut))
-        if not self._scheduled:
+        self._schedule(loop)
+        return fut
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._scheduled and self._in_flight < self._max_in_flight:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return fut
 
     def _flush(self) -> None:
         self._scheduled = False
-        while self._pending:
+        while self._pending and self._in_flight < self._max_in_flight:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
+            self._in_flight += 1
             task = asyncio.create_task(self._execute(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        if self._pending:
+            self._schedule(asyncio.get_running_loop())
 
     async def _execute(self, batch: list[tuple[Add, asyncio.Future[Any]]]) -> None:
         try:

@@ -36,6 +36,7 @@ from services.common.protocol import (
     JobStatus,
 )
 from services.common.store import MARK_AFTER_S, ResultStore
+from services.worker.acks import AckBatcher
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
 from services.worker.models import GenerationRequest, ModelBackend, ModelError
@@ -59,6 +60,7 @@ class Worker:
         self._queue: AbstractRobustQueue | None = None
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self.acks = AckBatcher()
         self._stopping = False
         self.heartbeat = Heartbeat(
             self.redis,
@@ -107,6 +109,7 @@ class Worker:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        self.acks.received(message)
         try:
             await self._handle(message)
         finally:
@@ -124,7 +127,7 @@ class Worker:
             status, tries = await self._store_retrying(lambda: self.store.start(job.job_id))
             if status in FINAL_STATUSES:
                 log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
-                await message.ack()
+                self.acks.ack(message)
                 return
             if tries > self.settings.JOB_MAX_TRIES:
                 outcome = self._error(
@@ -199,9 +202,9 @@ class Worker:
             )
         except (RedisError, OSError):
             log.error("job %s: result store unreachable; handing the job back", job.job_id)
-            await message.nack(requeue=True)
+            await self.acks.nack(message, requeue=True)
             return
-        await message.ack()
+        self.acks.ack(message)
         log.info("job %s %s", job.job_id, outcome.status.value)
 
     async def _reject_malformed(
@@ -213,7 +216,7 @@ class Worker:
             raw = orjson.loads(message.body)
             job_id, notify = str(raw["job_id"]), str(raw.get("notify", ""))
         except (ValueError, KeyError, TypeError):
-            await message.ack()
+            self.acks.ack(message)
             return
         outcome = JobOutcome(
             job_id=job_id,
@@ -223,7 +226,7 @@ class Worker:
         )
         with contextlib.suppress(RedisError, OSError):
             await self._store_retrying(lambda: self.store.finish(outcome, notify))
-        await message.ack()
+        self.acks.ack(message)
 
     async def _store_retrying(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a store operation, waiting out a Redis outage (up to STORE_RETRY_S)."""
@@ -258,6 +261,7 @@ class Worker:
             )
             for task in pending:
                 task.cancel()
+        await self.acks.flush()  # before the channel closes, or finished jobs would run again
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), 5)

@@ -1,0 +1,98 @@
+"""Acknowledging jobs in batches: one `basic.ack(multiple)` per loop turn instead of one per job.
+
+Every ack is a frame and a socket write in the worker and work in the broker; under load dozens
+of jobs finish in the same loop turn (their results are stored by one Redis pipeline). Acks are
+collected during the turn and sent at its end: one `multiple=True` ack for the unbroken run of
+finished deliveries at the front of the channel, single acks for any that finished out of order
+(a long generation must not hold back the acks, and so the prefetch slots, of fast ones behind it).
+
+Safety: `multiple=True` acks every outstanding tag up to the one named, so the run only covers
+consecutive tags this worker has itself finished or settled: a delivery still running, or one
+that has not reached its handler yet, leaves a gap the run cannot cross. Delivery tags are per
+channel; after a reconnect the state starts again, and acks owed on the dead channel are dropped
+(the broker has already put those jobs back, and their redelivery finds them finished in the
+store).
+"""
+
+import asyncio
+import logging
+
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import AbstractChannel
+
+log = logging.getLogger(__name__)
+
+
+class AckBatcher:
+    def __init__(self) -> None:
+        self._channel: AbstractChannel | None = None
+        self._frontier = 0  # every tag <= frontier is settled on this channel
+        self._done: set[int] = set()  # finished, ack not yet sent
+        self._settled: set[int] = set()  # settled one by one above the frontier
+        self._flushing: asyncio.Task[None] | None = None
+        self.frames = 0  # ack frames sent (for tests and benchmarks)
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        """Call as a delivery reaches its handler: a delivery on a new channel starts afresh."""
+        if message.channel is not self._channel:
+            self._reset(message.channel)
+
+    def ack(self, message: AbstractIncomingMessage) -> None:
+        """The job is stored: ack it at the end of this loop turn."""
+        if message.channel is not self._channel:
+            log.debug("ack for a closed channel dropped (tag %s)", message.delivery_tag)
+            return
+        tag = message.delivery_tag
+        assert tag is not None
+        self._done.add(tag)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_soon())
+
+    async def nack(self, message: AbstractIncomingMessage, requeue: bool = True) -> None:
+        """Hand a job back now (rare: the result store is down)."""
+        tag = message.delivery_tag
+        assert tag is not None
+        if message.channel is self._channel:
+            self._settled.add(tag)
+        await message.nack(requeue=requeue)
+
+    async def _flush_soon(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        """Send the acks collected so far."""
+        channel, done = self._channel, self._done
+        if channel is None or not done:
+            return
+        self._done = set()
+        run_end, last_done = self._frontier, 0
+        while True:
+            nxt = run_end + 1
+            if nxt in done:
+                done.discard(nxt)
+                last_done = nxt
+            elif nxt in self._settled:
+                self._settled.discard(nxt)
+            else:
+                break
+            run_end = nxt
+        self._frontier = run_end
+        try:
+            if last_done:
+                await channel.basic_ack(last_done, multiple=True, wait=False)
+                self.frames += 1
+            for tag in sorted(done):
+                await channel.basic_ack(tag, wait=False)
+                self._settled.add(tag)
+                self.frames += 1
+        except Exception as e:  # a dead channel: the broker requeues; redelivery finds them done
+            log.warning("could not send acks (%r); the broker will redeliver those jobs", e)
+
+    def _reset(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        self._frontier = 0
+        self._done = set()
+        self._settled.clear()

@@ -1,0 +1,107 @@
+"""Batched acks on a real RabbitMQ: fewer frames, and never an ack for a job still running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from services.worker.acks import AckBatcher
+from tools.local.servers import RabbitServer
+
+
+@pytest.fixture
+async def connection(rabbit_server: RabbitServer) -> AsyncIterator[AbstractRobustConnection]:
+    conn = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:{rabbit_server.port}/")
+    yield conn
+    await conn.close()
+
+
+async def _deliver(
+    conn: AbstractRobustConnection, queue: str, n: int, acks: AckBatcher
+) -> tuple[aio_pika.abc.AbstractChannel, list[AbstractIncomingMessage]]:
+    """Publish n messages and take them all unacked on a fresh channel."""
+    ch = await conn.channel()
+    await ch.set_qos(prefetch_count=n)
+    q = await ch.declare_queue(queue, auto_delete=False)
+    for i in range(n):
+        await ch.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=queue)
+    got: list[AbstractIncomingMessage] = []
+    all_in = asyncio.Event()
+
+    async def on_message(m: AbstractIncomingMessage) -> None:
+        acks.received(m)
+        got.append(m)
+        if len(got) == n:
+            all_in.set()
+
+    await q.consume(on_message)
+    await asyncio.wait_for(all_in.wait(), 10)
+    got.sort(key=lambda m: m.delivery_tag or 0)
+    return ch, got
+
+
+async def _left_in_queue(conn: AbstractRobustConnection, queue: str) -> int:
+    """Messages back in the queue once the consuming channel is gone (never acked)."""
+    ch = await conn.channel()
+    q = await ch.declare_queue(queue, passive=True)
+    count = q.declaration_result.message_count
+    await ch.close()
+    return count or 0
+
+
+async def test_acks_of_one_turn_go_as_one_frame(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher()
+    ch, msgs = await _deliver(connection, f"{prefix}-a", 20, acks)
+    for m in reversed(msgs[:10]):  # finish order does not matter within a turn
+        acks.ack(m)
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1
+    # 11 still runs: 12..20 are acked one by one (a slow job holds back nothing behind it)...
+    for m in msgs[11:]:
+        acks.ack(m)
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1 + 9
+    # ...and when 11 finishes, one frame covers it.
+    acks.ack(msgs[10])
+    await asyncio.sleep(0.05)
+    assert acks.frames == 11
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-a") == 0
+
+
+async def test_a_job_still_running_is_never_covered_by_a_multiple_ack(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher()
+    ch, msgs = await _deliver(connection, f"{prefix}-b", 8, acks)
+    running = {0, 4}
+    for i, m in enumerate(msgs):
+        if i not in running:
+            acks.ack(m)
+    await asyncio.sleep(0.05)
+    await ch.close()  # the worker dies: exactly the two running jobs go back to the queue
+    assert await _left_in_queue(connection, f"{prefix}-b") == 2
+
+
+async def test_nacked_jobs_are_skipped_by_the_run_and_requeued(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher()
+    ch, msgs = await _deliver(connection, f"{prefix}-c", 6, acks)
+    await acks.nack(msgs[1], requeue=False)
+    await acks.nack(msgs[5], requeue=True)  # requeued: goes back, and may be redelivered here
+    for i in (0, 2, 3, 4):
+        acks.ack(msgs[i])
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1  # 0, (1 settled), 2, 3, 4 are one run
+    assert not ch.is_closed  # no "unknown delivery tag" from the broker
+    await asyncio.sleep(0.2)
+    assert not ch.is_closed
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-c") == 1

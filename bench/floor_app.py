@@ -1,14 +1,14 @@
-"""The HTTP-only floor for the core-path benchmark: the same uvicorn and the same request model,
-answered in-process with no broker and no store, so the ratio isolates the cost of the queue
-path."""
+"""The HTTP-only floor for the core-path benchmark: the same uvicorn, the same request model and
+the same response serialisation as the backend, answered in-process with no broker and no store,
+so the ratio isolates the cost of the queue path."""
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
-from services.backend.schemas import PromptModel, ResponseModel
+from services.backend.schemas import PromptModel, ResponseModel, answer_response
 
 app = FastAPI()
 
 
 @app.post("/generate", response_model=ResponseModel)
-async def generate(body: PromptModel) -> ResponseModel:
-    return ResponseModel(content=body.content)
+async def generate(body: PromptModel) -> Response:
+    return answer_response(body.content)

@@ -8,9 +8,9 @@ its own error instead of a job that silently vanishes (the original published un
 import asyncio
 import logging
 
-import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+from pamqp.commands import Basic
 
 from services.backend.errors import BrokerUnavailable, NoLiveWorker, QueueFull
 from services.common.connections import connect_broker
@@ -45,18 +45,26 @@ class JobPublisher:
     ) -> None:
         if not self.ready:
             raise BrokerUnavailable("RabbitMQ is unreachable")
-        message = aio_pika.Message(
-            body,
+        properties = Basic.Properties(
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=2,  # persistent
             priority=max(0, min(MAX_PRIORITY, priority)),
             message_id=job_id,
             # Nobody waits for the job after its deadline: let the broker drop it unread.
-            expiration=max(1.0, expiration_s),
+            expiration=str(int(max(1.0, expiration_s) * 1000)),
         )
         try:
-            await self._channel.default_exchange.publish(
-                message, routing_key=queue, mandatory=True, timeout=self._timeout
+            # The robust channel's live aiormq channel, published to directly: aio-pika's
+            # Message/Exchange layers and waiting for the socket write (`wait=False` still
+            # waits for the broker's confirm) cost about a third of publishing's CPU.
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_publish(
+                body,
+                routing_key=queue,
+                properties=properties,
+                mandatory=True,
+                timeout=self._timeout,
+                wait=False,
             )
         except PublishError as e:
             raise NoLiveWorker(f"no queue {queue!r}: no worker has declared it") from e

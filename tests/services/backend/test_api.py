@@ -94,6 +94,19 @@ def test_queue_name_query_parameter_routes_like_the_original_sdk(stack: Stack, q
     assert r.status_code == 200, r.text
 
 
+def test_openapi_documents_the_bodies_and_the_queue_name_parameter(
+    stack: Stack, queue: str
+) -> None:
+    stack.worker(queue)
+    url = stack.backend(QUEUE_NAME=queue).url
+    spec = httpx.get(url + "/openapi.json", timeout=10).json()
+    for path in ("/generate", "/chat_completion"):
+        op = spec["paths"][path]["post"]
+        assert [p["name"] for p in op["parameters"]] == ["queue_name"]
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ResponseModel"}
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [

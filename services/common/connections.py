@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import aio_pika
+import aiormq.connection
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -18,6 +19,13 @@ from services.common.protocol import MAX_PRIORITY
 from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+# aiormq queues outgoing frames for its writer task in a queue of 10: under load publishers
+# (and acks) block on it and take turns with the writer, a wake-up per frame. A longer queue
+# lets a loop turn's frames go out together: at 64 concurrent requests, measured A/B in the same
+# run, +37 % req/s and a third less broker CPU per job. It adds no unbounded buffering: every
+# frame belongs to a request or job in flight, which the prefetch and the HTTP concurrency bound.
+aiormq.connection.Connection.FRAME_BUFFER_SIZE = 512
 
 
 def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:

@@ -45,14 +45,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'in_progress', tries}
 """
 
-# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload, then field/value
-# pairs set only where absent (what a fast job's skipped marks would have written).
+# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload, and a JSON array of
+# field/value strings set only where absent (what a fast job's skipped marks would have written;
+# one argument instead of a dozen: redis-py packs each argument in Python, per job).
 # Returns 1 when this write made the job final, 0 when it already was.
 _FINISH = """
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'completed' or s == 'error' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[4], ARGV[5])
-for i = 8, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local fill = cjson.decode(ARGV[8])
+for i = 1, #fill, 2 do redis.call('HSETNX', KEYS[1], fill[i], fill[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
@@ -113,7 +115,14 @@ class ResultStore:
         else:
             field, value = "error", outcome.error or "unknown error"
         payload = outcome.model_dump_json() if notify else ""
-        args: list[Any] = [
+        fill: list[str] = []
+        if outcome.code is not None:
+            fill += ["error_code", outcome.code.value]
+        if job is not None:
+            fill += _job_fields(job)
+        if started_at is not None:
+            fill += ["started_at", repr(started_at), "tries", "1"]
+        args = [
             outcome.status.value,
             repr(time.time()),
             self.ttl,
@@ -121,13 +130,8 @@ class ResultStore:
             value,
             notify,
             payload,
+            orjson.dumps(fill),
         ]
-        if outcome.code is not None:
-            args += ["error_code", outcome.code.value]
-        if job is not None:
-            args += _job_fields(job)
-        if started_at is not None:
-            args += ["started_at", repr(started_at), "tries", 1]
         done = await self._eval(self._finish, [self.keys.job(outcome.job_id)], args)
         return bool(done)
 

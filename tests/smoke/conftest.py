@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tools.fleet import render
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "llmwrap-smoke"
@@ -136,19 +137,7 @@ def cpu_stack(
     work = tmp_path_factory.mktemp("smoke-fleet")
     (work / "fleet.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     out = work / "deploy"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.fleet",
-            "render",
-            str(work / "fleet.yaml"),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    render(work / "fleet.yaml", out)
     stack = LiveStack(out, spec, f"http://127.0.0.1:{spec['backend']['port']}")
     stack.compose("down", "-v", "--remove-orphans", check=False)
     others = _containers_on_network(NETWORK)

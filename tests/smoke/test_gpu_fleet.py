@@ -4,14 +4,13 @@ worker reserves exactly the spec's devices."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
 
-from tests.smoke.conftest import ROOT
+from tools.fleet import render
 
 pytestmark = pytest.mark.smoke
 
@@ -40,19 +39,7 @@ def test_created_workers_reserve_exactly_their_gpus(images: dict[str, str], tmp_
     spec["images"] = {**images, "worker_gpu": "llmwrap/worker-cpu:0.1.0"}
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "deploy"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.fleet",
-            "render",
-            str(tmp_path / "fleet.yaml"),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    render(tmp_path / "fleet.yaml", out)
     compose = ["docker", "compose", "-f", str(out / "docker-compose.yml")]
     try:
         subprocess.run([*compose, "create"], check=True, capture_output=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from tools.demo.example import EXAMPLE, ask
+from tools.fleet import render
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / ".run"
@@ -95,19 +96,7 @@ def up(port: int) -> int:
         if model.get("backend") == "transformers":
             model["path"] = str(_tiny_model())
     (RUN / "fleet.cpu-demo.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.fleet",
-            "render",
-            str(RUN / "fleet.cpu-demo.yaml"),
-            "--out",
-            str(DEPLOY),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    render(RUN / "fleet.cpu-demo.yaml", DEPLOY)
     # The demo's data is disposable: start from fresh volumes, since a RabbitMQ volume left by an
     # earlier demo (another checkout, other generated credentials) would refuse the new ones.
     _compose("down", "-v", "--remove-orphans", check=False)

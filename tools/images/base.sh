@@ -7,7 +7,8 @@
 # Backend and worker build FROM the second via `--build-arg BASE_IMAGE=...`; the RabbitMQ and
 # Redis images build FROM the first via `--build-arg DEBIAN_IMAGE=...`.
 # Idempotent: an image that exists already is kept; --force rebuilds both.
-# Needs root (debootstrap) and a Debian mirror (DEBIAN_MIRROR, default deb.debian.org).
+# Needs root (debootstrap, installed with apt-get when missing) and a Debian mirror
+# (DEBIAN_MIRROR, default deb.debian.org).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,8 +37,14 @@ build_debian() {
     log "$DEBIAN_IMAGE exists, kept"
     return
   fi
-  command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; exit 1; }
   [ "$(id -u)" = 0 ] || { log "debootstrap needs root"; exit 1; }
+  if ! command -v debootstrap >/dev/null; then
+    command -v apt-get >/dev/null || { log "debootstrap is missing (Debian/Ubuntu: apt-get install debootstrap)"; exit 1; }
+    log "installing debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+      || { log "could not install debootstrap (apt-get install debootstrap)"; exit 1; }
+  fi
   local start=$SECONDS rootfs
   rootfs=$(mktemp -d /var/tmp/llmwrap-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' RETURN

@@ -206,8 +206,14 @@ def make_plan(fleet: Fleet) -> Plan:
             ports=[f"{loopback}:{spec.rabbitmq.port}:{RABBIT_PORT}"]
             if spec.rabbitmq.publish
             else [],
+            # `ping` answers as soon as the Erlang node runs, before the broker's listeners
+            # are up; this check passes only once AMQP connections are accepted.
             healthcheck=Healthcheck(
-                ["CMD", "rabbitmq-diagnostics", "-q", "ping"], "10s", "10s", 6, "30s"
+                ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"],
+                "10s",
+                "10s",
+                6,
+                "30s",
             ),
         ),
         redis=Infra(

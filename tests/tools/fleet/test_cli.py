@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,33 @@ def test_missing_files_are_one_line(cli, tmp_path: Path, write_fleet) -> None:
 
 
 def test_unreadable_file(cli, write_fleet) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads everything")
-    spec = write_fleet("models: []\n")
-    spec.chmod(0)
-    run = cli("validate", spec)
-    assert run.code == 2 and len(run.lines) == 1 and "cannot read" in run.lines[0]
+    if os.geteuid() != 0:
+        spec = write_fleet("models: []\n")
+        spec.chmod(0)
+        run = cli("validate", spec)
+        assert run.code == 2 and len(run.lines) == 1 and "cannot read" in run.lines[0]
+        return
+    # Root reads everything: run the CLI as `nobody` (setpriv, util-linux) on a file in a
+    # folder it may enter, with no read permission on the file.
+    assert shutil.which("setpriv"), "setpriv (util-linux) tests an unreadable file as root"
+    folder = Path(tempfile.mkdtemp(prefix="llmwrap-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        spec = folder / "fleet.yaml"
+        spec.write_text("models: []\n")
+        spec.chmod(0)
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            + [sys.executable, "-m", "tools.fleet", "validate", str(spec)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(folder)
+    lines = (done.stdout + done.stderr).splitlines()
+    assert (done.returncode, lines) == (2, [f"{spec}: cannot read: Permission denied"])
 
 
 def test_inventory_from_stdin(tmp_path: Path, write_fleet) -> None:

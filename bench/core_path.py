@@ -2,12 +2,13 @@
 next to an HTTP-only floor measured in the same run with the same client (wrk).
 
     python bench/core_path.py [--duration 10] [--concurrency 1 16 64] [--backend-procs 1]
-                              [--workers 1] [--worker-concurrency 128]
+                              [--workers 1] [--worker-concurrency 128] [--cpu]
 
 Starts private Redis and RabbitMQ (Debian packages), an echo worker at zero delay and the backend,
 then runs wrk against the floor app and the full path at each concurrency. Every response is
 checked (status 200 and the request's own echo); a run with bad answers is flagged. Needs `wrk`
-(apt-get install wrk).
+(apt-get install wrk). `--cpu` also prints the CPU time each process spent per answered request
+(from /proc; steadier than req/s on a shared machine, and it says where the time goes).
 """
 
 from __future__ import annotations
@@ -102,6 +103,27 @@ def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
     }
 
 
+def cpu_seconds(root: int) -> float:
+    """utime + stime of a process and its live descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the name: state, ppid, ..., utime (14th field overall) and stime (15th).
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo += [child for child, (ppid, _) in stats.items() if ppid == pid]
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10)
@@ -109,6 +131,7 @@ def main() -> int:
     ap.add_argument("--backend-procs", type=int, default=1, help="uvicorn --workers for both apps")
     ap.add_argument("--workers", type=int, default=1, help="echo worker processes")
     ap.add_argument("--worker-concurrency", type=int, default=128)
+    ap.add_argument("--cpu", action="store_true", help="CPU ms per request, by process")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -160,9 +183,19 @@ def main() -> int:
             f"{'c':>4} {'floor req/s':>12} {'path req/s':>11} {'ratio':>6} "
             f"{'floor p50':>10} {'path p50':>9} {'path p99':>9} {'bad':>4}"
         )
+        groups = {
+            "backend": [procs[-1].pid],
+            "worker": [p.pid for p in procs[: args.workers]],
+            "rabbitmq": [rabbit.proc.pid] if rabbit.proc else [],
+            "redis": [redis.proc.pid] if redis.proc else [],
+        }
+        cpu_rows = []
         for c in args.concurrency:
             floor = wrk(floor_port, c, args.duration)
+            before = {g: sum(cpu_seconds(pid) for pid in pids) for g, pids in groups.items()}
             path = wrk(full_port, c, args.duration)
+            after = {g: sum(cpu_seconds(pid) for pid in pids) for g, pids in groups.items()}
+            cpu_rows.append((c, {g: (after[g] - before[g]) * 1000 / path["n"] for g in groups}))
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
             print(
                 f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} "
@@ -171,6 +204,12 @@ def main() -> int:
                 f"{path['bad']:>4}{flag}",
                 flush=True,
             )
+        if args.cpu:
+            print("# CPU ms per answered request, by process (wrk itself not counted)")
+            print(f"{'c':>4} " + " ".join(f"{g:>9}" for g in groups) + f" {'total':>9}")
+            for c, row in cpu_rows:
+                cells = " ".join(f"{v:>9.3f}" for v in row.values())
+                print(f"{c:>4} {cells} {sum(row.values()):>9.3f}")
     finally:
         # One at a time, backend first: it finishes its in-flight requests while the worker still
         # runs (stopping both at once leaves those jobs queued for a worker that never comes).

@@ -24,9 +24,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
   case ",$EXTRAS," in
     *,dev,*)
-      # The original's SDK, to test its client unchanged; its declared deps (celery, langchain,
-      # ...) are not needed by the client module.
-      "$VENV/bin/pip" install -q --no-deps protollm-sdk==1.2.0 ;;
+      # The original's clients, to test them unchanged: the SDK's LLMAPI and ProtoLLM's
+      # LangChain connector. Their declared deps (celery, chromadb, spacy, ...) are not needed
+      # by these modules; what they import is in the dev extra.
+      "$VENV/bin/pip" install -q --no-deps protollm-sdk==1.2.0 protollm==0.1.8 ;;
   esac
   echo "$want" > "$stamp"
 fi

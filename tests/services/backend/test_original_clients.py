@@ -31,3 +31,29 @@ def test_sdk_inference_and_chat_completion(stack: Stack, queue: str) -> None:
 
     # The SDK's own way to pick a queue: the `queue_name` query parameter.
     assert client.inference(prompt, queue_name=queue).content == "hello from the sdk"
+
+
+def test_langchain_connector_chat(stack: Stack, queue: str) -> None:
+    """ProtoLLM's LangChain chat model (`ChatRESTServer`) sends `priority: null`,
+    `source: "local"`, `stop_words: null` and `model: null` to /chat_completion."""
+    connectors = pytest.importorskip(
+        "protollm.connectors", reason="pip install --no-deps protollm==0.1.8 (+ the dev extra)"
+    )
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    stack.worker(queue)
+    url = stack.backend(QUEUE_NAME=queue).url
+    llm = connectors.ChatRESTServer(base_url=url, max_tokens=16, temperature=0.3)
+
+    answer = llm.invoke("what does the queue say?")
+    assert isinstance(answer, AIMessage)
+    assert answer.content == "what does the queue say?"
+
+    # A whole conversation: the echo model answers the last user turn.
+    history = [
+        SystemMessage(content="be brief"),
+        HumanMessage(content="first question"),
+        AIMessage(content="first answer"),
+        HumanMessage(content="second question"),
+    ]
+    assert llm.invoke(history).content == "second question"

@@ -26,12 +26,16 @@ class EchoModel(ModelBackend):
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         text = cut_at_stop(self.source_text(request), request.params.stop)
+        end = 0
         for i, match in enumerate(_TOKEN.finditer(text)):
             if i >= request.params.max_tokens:
-                break
+                return
             if self.delay:
                 await asyncio.sleep(self.delay)
+            end = match.end()
             yield match.group()
+        if end < len(text):  # whitespace before a stop word or the end: part of the answer
+            yield text[end:]
 
     async def generate(self, request: GenerationRequest) -> str:
         if self.delay:

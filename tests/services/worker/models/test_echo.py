@@ -34,6 +34,23 @@ async def test_echo_stream_and_delay_give_the_same_text() -> None:
     assert await slow.generate(req) == await EchoModel().generate(req)
 
 
+async def test_echo_is_the_same_text_with_or_without_delay() -> None:
+    """Simulated speed never changes the answer: text up to a stop word keeps its whitespace,
+    as an engine cutting at a stop string would."""
+    cases = [
+        _req("hello there parrot stop here", max_tokens=6, stop=["stop"]),
+        _req("trailing   ", max_tokens=5),
+        _req("  lead and trail  ", max_tokens=2),
+        _req("a b c", max_tokens=3),
+        _req("", max_tokens=3),
+    ]
+    for req in cases:
+        fast = await EchoModel().generate(req)
+        assert await EchoModel(token_delay_ms=1).generate(req) == fast, req
+        assert "".join([p async for p in EchoModel().stream(req)]) == fast, req
+    assert await EchoModel().generate(cases[0]) == "hello there parrot "
+
+
 async def test_echo_chat_answers_the_last_message() -> None:
     req = GenerationRequest(
         kind=JobKind.CHAT,

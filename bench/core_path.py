@@ -103,8 +103,9 @@ def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
     }
 
 
-def cpu_seconds(root: int) -> float:
-    """utime + stime of a process and its live descendants, from /proc (Linux)."""
+def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (utime + stime) of each group's processes and their live descendants, from
+    one pass over /proc (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -116,12 +117,18 @@ def cpu_seconds(root: int) -> float:
             continue
         # After the name: state, ppid, ..., utime (14th field overall) and stime (15th).
         stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo += [child for child, (ppid, _) in stats.items() if ppid == pid]
-    return total
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    totals = {}
+    for group, roots in groups.items():
+        total, todo = 0.0, list(roots)
+        while todo:
+            pid = todo.pop()
+            total += stats.get(pid, (0, 0.0))[1]
+            todo += children.get(pid, [])
+        totals[group] = total
+    return totals
 
 
 def main() -> int:
@@ -192,10 +199,11 @@ def main() -> int:
         cpu_rows = []
         for c in args.concurrency:
             floor = wrk(floor_port, c, args.duration)
-            before = {g: sum(cpu_seconds(pid) for pid in pids) for g, pids in groups.items()}
+            before = cpu_by_group(groups) if args.cpu else {}
             path = wrk(full_port, c, args.duration)
-            after = {g: sum(cpu_seconds(pid) for pid in pids) for g, pids in groups.items()}
-            cpu_rows.append((c, {g: (after[g] - before[g]) * 1000 / path["n"] for g in groups}))
+            if args.cpu:
+                after = cpu_by_group(groups)
+                cpu_rows.append((c, {g: (after[g] - before[g]) * 1000 / path["n"] for g in groups}))
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
             print(
                 f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} "

@@ -2,7 +2,7 @@
 next to an HTTP-only floor measured in the same run with the same client (wrk).
 
     python bench/core_path.py [--duration 10] [--concurrency 1 16 64] [--backend-procs 1]
-                              [--workers 1] [--worker-concurrency 128] [--cpu]
+                              [--floor-procs N] [--workers 1] [--worker-concurrency 128] [--cpu]
 
 Starts private Redis and RabbitMQ (Debian packages), an echo worker at zero delay and the backend,
 then runs wrk against the floor app and the full path at each concurrency. Every response is
@@ -33,7 +33,7 @@ LUA = ROOT / "bench" / "check.lua"
 
 
 def uvicorn(
-    app: str, port: int, procs: int, env: dict[str, str], log: Path
+    app: str, port: int, procs: int, env: dict[str, str], log: Path, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable,
@@ -50,7 +50,7 @@ def uvicorn(
     ]
     if procs > 1:
         argv += ["--workers", str(procs)]
-    p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -135,11 +135,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    ap.add_argument("--backend-procs", type=int, default=1, help="uvicorn --workers for both apps")
+    ap.add_argument("--backend-procs", type=int, default=1, help="uvicorn --workers (backend)")
+    ap.add_argument(
+        "--floor-procs",
+        type=int,
+        help="uvicorn --workers for the floor (default: as the backend; the target in "
+        "shared/notes/broker-path-limit.md compares a 2-process path with a 1-process floor)",
+    )
     ap.add_argument("--workers", type=int, default=1, help="echo worker processes")
     ap.add_argument("--worker-concurrency", type=int, default=128)
     ap.add_argument("--cpu", action="store_true", help="CPU ms per request, by process")
     args = ap.parse_args()
+    floor_procs = args.floor_procs or args.backend_procs
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
 
@@ -174,7 +181,7 @@ def main() -> int:
             )
         floor_port, full_port = free_port(), free_port()
         procs.append(
-            uvicorn("bench.floor_app:app", floor_port, args.backend_procs, env, tmp / "floor.log")
+            uvicorn("bench.floor_app:app", floor_port, floor_procs, env, tmp / "floor.log")
         )
         procs.append(
             uvicorn(
@@ -182,7 +189,8 @@ def main() -> int:
             )
         )
         print(
-            f"# core path vs HTTP floor; backend procs {args.backend_procs}, echo workers "
+            f"# core path vs HTTP floor; backend procs {args.backend_procs}, floor procs "
+            f"{floor_procs}, echo workers "
             f"{args.workers} (concurrency {args.worker_concurrency}), {args.duration:g} s per run, "
             f"{os.cpu_count()} cores"
         )

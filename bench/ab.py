@@ -1,0 +1,143 @@
+"""A/B of the core path: this checkout against a git ref, interleaved in one run.
+
+    python bench/ab.py [--baseline HEAD] [--rounds 5] [--duration 8] [--concurrency 64]
+
+On a shared VM one run's req/s moves by 20-30 % while a change worth having moves it by 5 %, so
+comparing numbers from two separate runs says nothing. Here both versions run side by side (each
+its own backend and echo worker on its own queue, sharing one Redis and one RabbitMQ), and wrk
+alternates between them (A B B A A B ...) so slow spells hit both alike. Printed per round and as
+medians: req/s, p50, and the CPU each version's backend and worker spent per answered request
+(from /proc), which is steadier than req/s. The baseline is checked out with `git worktree` into
+a temporary directory (committed code only; this checkout's uncommitted changes are the B side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.core_path import cpu_by_group, uvicorn, wrk  # noqa: E402
+from tools.local.servers import RabbitServer, RedisServer, free_port  # noqa: E402
+
+
+def start_side(
+    name: str, code: Path, env: dict[str, str], tmp: Path
+) -> tuple[int, list[subprocess.Popen[bytes]]]:
+    """One version's echo worker and backend, on a queue of its own; returns (port, procs)."""
+    side_env = dict(
+        env, PYTHONPATH=str(code), QUEUE_NAME=f"ab-{name}", HEARTBEAT_FILE=str(tmp / f"{name}.hb")
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "services.worker"],
+        env=side_env,
+        cwd=code,
+        stdout=open(tmp / f"worker-{name}.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    port = free_port()
+    # Run from `code`: `python -m` puts the working directory first on sys.path.
+    backend = uvicorn(
+        "services.backend.main:app", port, 1, side_env, tmp / f"backend-{name}.log", code
+    )
+    return port, [worker, backend]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default="HEAD", help="git ref for the A side")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="llmwrap-ab-"))
+    base = tmp / "baseline"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(base), args.baseline],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (tmp / "redis").mkdir()
+    (tmp / "rabbit").mkdir()
+    redis = RedisServer(tmp / "redis").start()
+    rabbit = RabbitServer(tmp / "rabbit").start()
+    env = dict(
+        os.environ,
+        REDIS_PORT=str(redis.port),
+        RABBIT_MQ_PORT=str(rabbit.port),
+        REDIS_PREFIX="ab",
+        MODEL_BACKEND="echo",
+        LOG_LEVEL="WARNING",
+        WORKER_CONCURRENCY="128",
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sides = {}
+        for name, code in (("A", base), ("B", ROOT)):
+            port, side_procs = start_side(name, code, env, tmp)
+            procs += side_procs
+            sides[name] = (port, {"worker": [side_procs[0].pid], "backend": [side_procs[1].pid]})
+        print(
+            f"# A = {args.baseline}, B = this checkout; c={args.concurrency}, "
+            f"{args.duration:g} s per run, {args.rounds} rounds, {os.cpu_count()} cores"
+        )
+        print(f"{'round':>5} {'side':>4} {'req/s':>7} {'p50 ms':>7} {'backend':>8} {'worker':>7}")
+        results: dict[str, list[tuple[float, float, float, float]]] = {"A": [], "B": []}
+        for r in range(args.rounds):
+            order = ("A", "B") if r % 2 == 0 else ("B", "A")
+            for name in order:
+                port, groups = sides[name]
+                before = cpu_by_group(groups)
+                out = wrk(port, args.concurrency, args.duration)
+                after = cpu_by_group(groups)
+                b_ms = (after["backend"] - before["backend"]) * 1000 / out["n"]
+                w_ms = (after["worker"] - before["worker"]) * 1000 / out["n"]
+                results[name].append((out["rps"], out["p50_ms"], b_ms, w_ms))
+                flag = "  <- BAD ANSWERS" if out["bad"] else ""
+                print(
+                    f"{r + 1:>5} {name:>4} {out['rps']:>7.0f} {out['p50_ms']:>7.2f} "
+                    f"{b_ms:>8.3f} {w_ms:>7.3f}{flag}",
+                    flush=True,
+                )
+        print("# medians (CPU in ms per answered request)")
+        med = {
+            n: [statistics.median(col) for col in zip(*rows, strict=True)]
+            for n, rows in results.items()
+        }
+        for name in ("A", "B"):
+            rps, p50, b_ms, w_ms = med[name]
+            print(f"{'':>5} {name:>4} {rps:>7.0f} {p50:>7.2f} {b_ms:>8.3f} {w_ms:>7.3f}")
+        a, b = med["A"], med["B"]
+        print(
+            f"# B/A: req/s x{b[0] / a[0]:.2f}, backend CPU x{b[2] / a[2]:.2f}, "
+            f"worker CPU x{b[3] / a[3]:.2f}"
+        )
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        rabbit.stop()
+        redis.stop()
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -55,7 +55,9 @@ QUEUE_NAME_PARAMETER = {
 async def get_job_target(request: Request) -> JobTarget:
     """The job service of this process, for a caller that passed the API-key check."""
     check_api_key(request)
-    return JobTarget(request.app.state.jobs, request.query_params.get("queue_name"))
+    # Most requests have no query string: skip building QueryParams for them.
+    queue = request.query_params.get("queue_name") if request.scope["query_string"] else None
+    return JobTarget(request.app.state.jobs, queue)
 
 
 JobTargetDep = Annotated[JobTarget, Depends(get_job_target)]

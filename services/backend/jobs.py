@@ -1,14 +1,15 @@
 """The request path: resolve the model's queue, record and publish the job, await its outcome."""
 
 import asyncio
+import functools
 import logging
+import os
 import time
-import uuid
 
 from redis.exceptions import RedisError
 
 from services.backend.errors import ApiError, JobTimedOut, ModelFailed, StoreUnavailable
-from services.backend.metrics import JOB_SECONDS, JOBS
+from services.backend.metrics import job_metrics
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
@@ -27,10 +28,24 @@ from services.common.store import MARK_AFTER_S, ResultStore
 log = logging.getLogger(__name__)
 
 
-def _ignore_late_failure(task: asyncio.Future[None]) -> None:
-    """A confirm that fails after the job was answered changes nothing; keep asyncio quiet."""
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("late publish failure after the job finished: %r", task.exception())
+class _DeadlineReached(Exception):
+    """Set on a job's outcome future when its deadline passes first."""
+
+
+def _expire(outcome: asyncio.Future[JobOutcome]) -> None:
+    if not outcome.done():
+        outcome.set_exception(_DeadlineReached())
+
+
+def _published(outcome: asyncio.Future[JobOutcome], publish: asyncio.Future[None]) -> None:
+    """A refused publish fails the waiting request; once the job is answered it changes nothing
+    (the exception is still read, to keep asyncio quiet)."""
+    if publish.cancelled() or (error := publish.exception()) is None:
+        return
+    if outcome.done():
+        log.debug("late publish failure after the job finished: %r", error)
+    else:
+        outcome.set_exception(error)
 
 
 class JobService:
@@ -67,8 +82,9 @@ class JobService:
         now = time.time()
         # The server names every job: a client's job_id is kept for tracing, never trusted as
         # a key (the original let a reused id read another client's answer).
-        job = JobMessage(
-            job_id=uuid.uuid4().hex,
+        # model_construct: every field comes from a validated request body or from here.
+        job = JobMessage.model_construct(
+            job_id=os.urandom(16).hex(),
             kind=kind,
             model=model or target,
             prompt=prompt,
@@ -81,8 +97,9 @@ class JobService:
         )
         started = time.perf_counter()
         outcome = await self._submit_and_wait(job, target, priority)
-        JOB_SECONDS.labels(target).observe(time.perf_counter() - started)
-        JOBS.labels(target, outcome.status.value).inc()
+        seconds, outcomes = job_metrics(target)
+        seconds.observe(time.perf_counter() - started)
+        outcomes[outcome.status].inc()
         if outcome.status is JobStatus.ERROR:
             if outcome.code is ErrorCode.DEADLINE:
                 # The worker saw the deadline first: still the client's 504, not a model error.
@@ -93,43 +110,41 @@ class JobService:
     async def _submit_and_wait(
         self, job: JobMessage, queue: str, priority: int | None
     ) -> JobOutcome:
+        """Publish the job and wait for whichever comes first: its outcome, a refused publish, or
+        its deadline. All three land on the one future the waiter resolves (no `asyncio.wait`,
+        no `wait_for` and their extra futures and loop turns on every request)."""
         if not self.waiter.subscribed.is_set():
             # Without the result subscription (Redis down) no answer could reach this request.
             raise StoreUnavailable("Redis is unreachable")
-        future = self.waiter.expect(job.job_id)
+        outcome = self.waiter.expect(job.job_id)
         loop = asyncio.get_running_loop()
         mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
-        try:
-            publish = asyncio.ensure_future(
-                self.publisher.publish(
-                    queue,
-                    job.model_dump_json().encode(),
-                    job_id=job.job_id,
-                    priority=DEFAULT_PRIORITY if priority is None else priority,
-                    expiration_s=self.timeout,
-                )
+        expire = loop.call_later(max(0.0, job.deadline - time.time()), _expire, outcome)
+        publish = asyncio.ensure_future(
+            self.publisher.publish(
+                queue,
+                job.model_dump_json().encode(),
+                job_id=job.job_id,
+                priority=DEFAULT_PRIORITY if priority is None else priority,
+                expiration_s=self.timeout,
             )
-            # RabbitMQ confirms a persistent message once it is on disk, or consumed and acked;
-            # a fast worker's answer often comes first, and is then the proof of acceptance.
-            await asyncio.wait([publish, future], return_when=asyncio.FIRST_COMPLETED)
-            if publish.done():
-                try:
-                    publish.result()
-                except ApiError as e:
-                    mark.cancel()
-                    await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
-                    raise
-            else:
-                publish.add_done_callback(_ignore_late_failure)
-            try:
-                return await asyncio.wait_for(future, timeout=max(0.0, job.deadline - time.time()))
-            except TimeoutError:
-                await self._fail_quietly(
-                    job, f"timed out after {self.timeout:g} s", ErrorCode.DEADLINE
-                )
-                raise JobTimedOut(self._timeout_detail(job)) from None
+        )
+        # RabbitMQ confirms a persistent message once it is on disk, or consumed and acked;
+        # a fast worker's answer often comes first, and is then the proof of acceptance.
+        publish.add_done_callback(functools.partial(_published, outcome))
+        try:
+            return await outcome
+        except _DeadlineReached:
+            mark.cancel()
+            await self._fail_quietly(job, f"timed out after {self.timeout:g} s", ErrorCode.DEADLINE)
+            raise JobTimedOut(self._timeout_detail(job)) from None
+        except ApiError as e:  # the broker refused the job (only the publish sets one)
+            mark.cancel()
+            await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
+            raise
         finally:
             mark.cancel()
+            expire.cancel()
             self.waiter.forget(job.job_id)
 
     def _timeout_detail(self, job: JobMessage, why: str | None = None) -> str:

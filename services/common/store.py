@@ -163,4 +163,4 @@ class ResultStore:
 
 
 def parse_outcome(data: bytes) -> JobOutcome:
-    return JobOutcome.model_validate(orjson.loads(data))
+    return JobOutcome.model_validate_json(data)

@@ -1,0 +1,63 @@
+"""The benchmark scripts still run and print what the docs quote (no timing is asserted here:
+figures are read by people, from runs on a quiet machine; see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+
+
+def _run(*argv: str, timeout: float = 240) -> str:
+    out = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_core_path_prints_a_checked_ratio_and_cpu_per_request() -> None:
+    out = _run("bench/core_path.py", "--duration", "1", "--concurrency", "1", "8", "--cpu")
+    rows = re.findall(
+        r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+ms\s+(\d+)$", out, re.M
+    )
+    assert [r[0] for r in rows] == ["1", "8"], out
+    for _, floor, path, ratio, bad in rows:
+        assert int(bad) == 0, out  # every answer was the request's own echo
+        assert int(floor) > 0 and int(path) > 0, out
+        assert abs(float(ratio) - int(path) / int(floor)) < 0.02, out
+    cpu = re.findall(
+        r"^\s+(1|8)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M
+    )
+    assert len(cpu) == 2, out
+    for row in cpu:
+        backend, worker = float(row[1]), float(row[2])
+        assert backend > 0 and worker > 0, out  # both processes were measured
+
+
+def test_ab_runs_a_git_ref_beside_this_checkout() -> None:
+    out = _run("bench/ab.py", "--rounds", "1", "--duration", "1", "--concurrency", "4")
+    sides = re.findall(r"^\s+1\s+([AB])\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+([\d.]+)\s*$", out, re.M)
+    assert sorted(s[0] for s in sides) == ["A", "B"], out
+    assert all(int(s[1]) > 0 for s in sides), out
+    assert "BAD" not in out, out
+    assert re.search(r"# B/A: req/s x[\d.]+, backend CPU x[\d.]+, worker CPU x[\d.]+", out), out
+    # The baseline's worktree is removed afterwards.
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "llmwrap-ab-" not in worktrees, worktrees
+
+
+def test_broker_hop_prints_latencies() -> None:
+    out = _run("bench/broker_hop.py", "--messages", "200")
+    rows = re.findall(r"^\s+(True|False)\s+(True|False)\s+(True|False)\s+(\d+) us$", out, re.M)
+    assert len(rows) == 5 and all(int(r[3]) > 0 for r in rows), out

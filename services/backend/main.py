@@ -69,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ("router", router.close),
             ("waiter", waiter.close),
             ("publisher", publisher.close),
+            ("store", store.aclose),
             ("redis", redis.aclose),
         ):
             # Bounded: a peer that went away must not keep the process from exiting.

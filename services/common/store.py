@@ -83,7 +83,7 @@ class ResultStore:
     async def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA through the auto-pipeline; a Redis that lost its scripts gets them again."""
         try:
-            return await self._pipe.submit(lambda p: p.evalsha(script.sha, len(keys), *keys, *args))
+            return await self._pipe.submit("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await script(keys=keys, args=args)
 
@@ -134,6 +134,10 @@ class ResultStore:
         ]
         done = await self._eval(self._finish, [self.keys.job(outcome.job_id)], args)
         return bool(done)
+
+    async def aclose(self) -> None:
+        """Close the pipeline's own connection (the Redis client's pool is its owner's to close)."""
+        await self._pipe.aclose()
 
     async def get(self, job_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.job(job_id))

@@ -266,5 +266,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), 5)
         await self.model.close()
+        await self.store.aclose()
         await self.redis.aclose()
         log.info("worker %s stopped", self.worker_id)

@@ -18,7 +18,9 @@ from tools.local.servers import RedisServer
 @pytest.fixture
 async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[ResultStore]:
     redis = Redis(port=redis_server.port)
-    yield ResultStore(redis, KeySpace(prefix), ttl=60)
+    store = ResultStore(redis, KeySpace(prefix), ttl=60)
+    yield store
+    await store.aclose()
     await redis.aclose()
 
 

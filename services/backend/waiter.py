@@ -17,9 +17,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.protocol import JobOutcome
+from services.common.redis_wire import WireParams, open_wire
 from services.common.store import ResultStore, parse_outcome
 
 log = logging.getLogger(__name__)
+
+# A subscription with no traffic for this long is checked with a PING (a half-open connection
+# would otherwise never be noticed).
+HEALTH_CHECK_S = 30.0
 
 
 class ResultWaiter:
@@ -60,24 +65,35 @@ class ResultWaiter:
         if entry is not None and not entry[0].done():
             entry[0].set_result(outcome)
 
+    def _on_push(self, data: bytes) -> None:
+        try:
+            self._resolve(parse_outcome(data))
+        except ValueError:
+            log.error("dropping malformed notification on %s", self.channel)
+
     async def _listen(self) -> None:
+        """Keep the subscription up: on a bare connection (`redis_wire`), each message handled
+        as it is parsed, no reader task or message dict per push."""
         backoff = 0.1
+        params = WireParams.of(self._redis)
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            wire = None
             try:
-                await pubsub.subscribe(self.channel)
+                wire = await open_wire(params, on_push=self._on_push)
+                await wire.call("SUBSCRIBE", self.channel, timeout=params.connect_timeout)
                 self.subscribed.set()
                 backoff = 0.1
                 # Anything published while we were not subscribed is read back from the store.
                 await self._sweep(min_age=0.0)
                 while True:
-                    msg = await pubsub.get_message(timeout=None)
-                    if msg is None or msg["type"] != "message":
-                        continue
                     try:
-                        self._resolve(parse_outcome(msg["data"]))
-                    except ValueError:
-                        log.error("dropping malformed notification on %s", self.channel)
+                        async with asyncio.timeout(HEALTH_CHECK_S):
+                            lost = await asyncio.shield(wire.closed)
+                    except TimeoutError:
+                        # Quiet for a while: make sure the connection is still there.
+                        await wire.call("PING", timeout=params.connect_timeout)
+                        continue
+                    raise lost
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
@@ -87,8 +103,8 @@ class ResultWaiter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if wire is not None:
+                    wire.close()
 
     async def _sweep(self, min_age: float) -> None:
         now = time.monotonic()

@@ -19,7 +19,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.common.pipelining import AutoPipeline, encode_command
+from services.common.pipelining import AutoPipeline
+from services.common.redis_wire import encode_command
 from tools.local.servers import RedisServer, free_port
 
 

@@ -25,8 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.core_path import cpu_by_group, uvicorn, wrk  # noqa: E402
-from tools.local.servers import RabbitServer, RedisServer, free_port  # noqa: E402
+from bench.core_path import (  # noqa: E402
+    cpu_by_group,
+    echo_worker,
+    start_servers,
+    stop_all,
+    uvicorn,
+    wrk,
+)
+from tools.local.servers import free_port  # noqa: E402
 
 
 def start_side(
@@ -36,13 +43,7 @@ def start_side(
     side_env = dict(
         env, PYTHONPATH=str(code), QUEUE_NAME=f"ab-{name}", HEARTBEAT_FILE=str(tmp / f"{name}.hb")
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "services.worker"],
-        env=side_env,
-        cwd=code,
-        stdout=open(tmp / f"worker-{name}.log", "ab"),
-        stderr=subprocess.STDOUT,
-    )
+    worker = echo_worker(side_env, tmp / f"worker-{name}.log", code)
     port = free_port()
     # Run from `code`: `python -m` puts the working directory first on sys.path.
     backend = uvicorn(
@@ -69,19 +70,7 @@ def main() -> int:
         check=True,
         capture_output=True,
     )
-    (tmp / "redis").mkdir()
-    (tmp / "rabbit").mkdir()
-    redis = RedisServer(tmp / "redis").start()
-    rabbit = RabbitServer(tmp / "rabbit").start()
-    env = dict(
-        os.environ,
-        REDIS_PORT=str(redis.port),
-        RABBIT_MQ_PORT=str(rabbit.port),
-        REDIS_PREFIX="ab",
-        MODEL_BACKEND="echo",
-        LOG_LEVEL="WARNING",
-        WORKER_CONCURRENCY="128",
-    )
+    redis, rabbit, env = start_servers(tmp, REDIS_PREFIX="ab", WORKER_CONCURRENCY="128")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sides = {}
@@ -125,14 +114,7 @@ def main() -> int:
             f"worker CPU x{b[3] / a[3]:.2f}"
         )
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        rabbit.stop()
-        redis.stop()
+        stop_all(procs, rabbit, redis)
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True
         )

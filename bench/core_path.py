@@ -67,6 +67,50 @@ def uvicorn(
     raise RuntimeError(f"{app} did not answer; see {log}")
 
 
+def start_servers(tmp: Path, **env: str) -> tuple[RedisServer, RabbitServer, dict[str, str]]:
+    """Private Redis and RabbitMQ under `tmp`, and the environment that points services at them."""
+    (tmp / "redis").mkdir()
+    (tmp / "rabbit").mkdir()
+    redis = RedisServer(tmp / "redis").start()
+    rabbit = RabbitServer(tmp / "rabbit").start()
+    full_env = dict(
+        os.environ,
+        REDIS_PORT=str(redis.port),
+        RABBIT_MQ_PORT=str(rabbit.port),
+        MODEL_BACKEND="echo",
+        LOG_LEVEL="WARNING",
+        **env,
+    )
+    return redis, rabbit, full_env
+
+
+def echo_worker(env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.worker"],
+        env=env,
+        cwd=cwd,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_all(
+    procs: list[subprocess.Popen[bytes]], rabbit: RabbitServer, redis: RedisServer
+) -> None:
+    """One at a time, in reverse start order (backends before workers): a backend finishes its
+    in-flight requests while the worker still runs (stopping both at once leaves those jobs
+    queued for a worker that never comes)."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"# {p.args[2:4]} did not stop within 30 s; killed", file=sys.stderr)
+            p.kill()
+    rabbit.stop()
+    redis.stop()
+
+
 def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -151,18 +195,10 @@ def main() -> int:
         sys.exit("wrk not found: apt-get install wrk")
 
     tmp = Path(tempfile.mkdtemp(prefix="llmwrap-bench-"))
-    (tmp / "redis").mkdir()
-    (tmp / "rabbit").mkdir()
-    redis = RedisServer(tmp / "redis").start()
-    rabbit = RabbitServer(tmp / "rabbit").start()
-    env = dict(
-        os.environ,
-        REDIS_PORT=str(redis.port),
-        RABBIT_MQ_PORT=str(rabbit.port),
+    redis, rabbit, env = start_servers(
+        tmp,
         QUEUE_NAME="bench",
         REDIS_PREFIX="bench",
-        MODEL_BACKEND="echo",
-        LOG_LEVEL="WARNING",
         WORKER_CONCURRENCY=str(args.worker_concurrency),
         PYTHONPATH=str(ROOT),
         HEARTBEAT_FILE=str(tmp / "worker.alive"),
@@ -170,15 +206,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(args.workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.worker"],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=open(tmp / f"worker{i}.log", "ab"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            procs.append(echo_worker(env, tmp / f"worker{i}.log"))
         floor_port, full_port = free_port(), free_port()
         procs.append(
             uvicorn("bench.floor_app:app", floor_port, floor_procs, env, tmp / "floor.log")
@@ -227,17 +255,7 @@ def main() -> int:
                 cells = " ".join(f"{v:>9.3f}" for v in row.values())
                 print(f"{c:>4} {cells} {sum(row.values()):>9.3f}")
     finally:
-        # One at a time, backend first: it finishes its in-flight requests while the worker still
-        # runs (stopping both at once leaves those jobs queued for a worker that never comes).
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                print(f"# {p.args[2:4]} did not stop within 30 s; killed", file=sys.stderr)
-                p.kill()
-        rabbit.stop()
-        redis.stop()
+        stop_all(procs, rabbit, redis)
     return 0
 
 

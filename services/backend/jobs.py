@@ -13,6 +13,7 @@ from services.backend.metrics import job_metrics
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
+from services.common.logs import describe
 from services.common.protocol import (
     DEFAULT_PRIORITY,
     ChatMessage,
@@ -43,7 +44,7 @@ def _published(outcome: asyncio.Future[JobOutcome], publish: asyncio.Future[None
     if publish.cancelled() or (error := publish.exception()) is None:
         return
     if outcome.done():
-        log.debug("late publish failure after the job finished: %r", error)
+        log.debug("late publish failure after the job finished: %s", describe(error))
     else:
         outcome.set_exception(error)
 
@@ -161,7 +162,7 @@ class JobService:
         try:
             await self.store.create(job)
         except (RedisError, OSError) as e:
-            log.warning("could not record job %s as pending: %r", job.job_id, e)
+            log.warning("could not record job %s as pending: %s", job.job_id, describe(e))
 
     async def _fail_quietly(self, job: JobMessage, reason: str, code: ErrorCode) -> None:
         """Mark a job failed so its record never stays pending; a lost write only costs the TTL."""

@@ -14,6 +14,7 @@ from pamqp.commands import Basic
 
 from services.backend.errors import BrokerUnavailable, NoLiveWorker, QueueFull
 from services.common.connections import connect_broker
+from services.common.logs import describe
 from services.common.protocol import MAX_PRIORITY
 from services.common.settings import CommonSettings
 
@@ -71,7 +72,7 @@ class JobPublisher:
         except DeliveryError as e:
             raise QueueFull(f"queue {queue!r} is full; retry later") from e
         except (TimeoutError, AMQPError, ChannelInvalidStateError, ConnectionError) as e:
-            log.warning("publish to %s failed: %r", queue, e)
+            log.warning("publish to %s failed: %s", queue, describe(e))
             raise BrokerUnavailable("RabbitMQ did not accept the job") from e
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from services.backend.errors import NoLiveWorker, StoreUnavailable, UnknownModel
 from services.common.keys import KeySpace
+from services.common.logs import describe
 from services.common.registry import ModelState, read_models
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class ModelRouter:
             try:
                 await self.refresh()
             except (RedisError, OSError) as e:
-                log.debug("model registry refresh failed: %r", e)
+                log.debug("model registry refresh failed: %s", describe(e))
 
     async def _refresh_on_miss(self) -> None:
         async with self._lock:

@@ -16,6 +16,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.logs import describe
 from services.common.protocol import JobOutcome
 from services.common.redis_wire import WireParams, open_wire
 from services.common.store import ResultStore, parse_outcome
@@ -98,7 +99,7 @@ class ResultWaiter:
                 raise
             except (RedisError, OSError) as e:
                 if self.subscribed.is_set():
-                    log.warning("result subscription lost (%r); reconnecting", e)
+                    log.warning("result subscription lost (%s); reconnecting", describe(e))
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from services.common.logs import describe
 from services.common.protocol import MAX_PRIORITY
 from services.common.settings import CommonSettings
 
@@ -61,7 +62,7 @@ async def connect_broker(
         except (OSError, ConnectionError, TimeoutError) as e:
             if attempt == attempts:
                 raise
-            log.warning("RabbitMQ not reachable yet (%r); retrying", e)
+            log.warning("RabbitMQ not reachable yet (%s); retrying", describe(e))
             await asyncio.sleep(1.0)
     raise AssertionError("unreachable")
 

@@ -13,3 +13,9 @@ def setup_logging() -> None:
     root.addHandler(handler)
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
     root.propagate = False
+
+
+def describe(e: BaseException) -> str:
+    """An exception for a log line: its type and message. (redis-py 8's exceptions have a repr
+    without the message, e.g. `network:ConnectionError`.)"""
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -20,6 +20,8 @@ import logging
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import AbstractChannel
 
+from services.common.logs import describe
+
 log = logging.getLogger(__name__)
 
 
@@ -89,7 +91,9 @@ class AckBatcher:
                 self._settled.add(tag)
                 self.frames += 1
         except Exception as e:  # a dead channel: the broker requeues; redelivery finds them done
-            log.warning("could not send acks (%r); the broker will redeliver those jobs", e)
+            log.warning(
+                "could not send acks (%s); the broker will redeliver those jobs", describe(e)
+            )
 
     def _reset(self, channel: AbstractChannel) -> None:
         self._channel = channel

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from services.common.connections import connect_broker, declare_model_queue, make_redis
 from services.common.keys import KeySpace
+from services.common.logs import describe
 from services.common.protocol import (
     FINAL_STATUSES,
     ErrorCode,
@@ -238,7 +239,7 @@ class Worker:
             except (RedisError, OSError) as e:
                 if time.monotonic() > deadline:
                     raise
-                log.warning("result store unreachable (%r); retrying in %.1f s", e, delay)
+                log.warning("result store unreachable (%s); retrying in %.1f s", describe(e), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

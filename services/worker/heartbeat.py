@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.keys import KeySpace
+from services.common.logs import describe
 from services.common.registry import announce, withdraw
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Heartbeat:
                 ttl=self._ttl,
             )
         except (RedisError, OSError) as e:
-            log.warning("heartbeat failed: %r", e)
+            log.warning("heartbeat failed: %s", describe(e))
             return False
         with contextlib.suppress(OSError):
             self._file.touch()

@@ -68,6 +68,12 @@ class Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
+        try:
+            self._dispatch()
+        except hiredis.ProtocolError as e:  # garbage on the wire: nothing after it can be trusted
+            self.fail(ConnectionError(f"Redis protocol error: {e}"))
+
+    def _dispatch(self) -> None:
         while (reply := self.reader.gets()) is not False:
             if self.on_push is not None and type(reply) is list and reply[0] == b"message":
                 self.on_push(reply[2])

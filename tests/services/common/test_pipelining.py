@@ -192,3 +192,23 @@ async def test_shutdown_fails_what_is_queued() -> None:
             with pytest.raises(ConnectionError):
                 await fut
         await redis.aclose()
+
+
+async def test_garbage_from_the_server_fails_the_callers_as_a_connection_error() -> None:
+    async def not_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # something else on the port
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(not_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = Redis(port=port, socket_timeout=5)
+    auto = AutoPipeline(redis)
+    with pytest.raises(ConnectionError, match="protocol error"):
+        await asyncio.wait_for(auto.submit("PING"), 5)
+    await auto.aclose()
+    await redis.aclose()
+    server.close()
+    await server.wait_closed()

@@ -23,8 +23,8 @@ from services.common.store import ResultStore, parse_outcome
 
 log = logging.getLogger(__name__)
 
-# A subscription with no traffic for this long is checked with a PING (a half-open connection
-# would otherwise never be noticed).
+# The subscription's connection is checked with a PING this often (a half-open connection would
+# otherwise never be noticed: a subscriber only reads).
 HEALTH_CHECK_S = 30.0
 
 
@@ -91,7 +91,7 @@ class ResultWaiter:
                         async with asyncio.timeout(HEALTH_CHECK_S):
                             lost = await asyncio.shield(wire.closed)
                     except TimeoutError:
-                        # Quiet for a while: make sure the connection is still there.
+                        # Make sure the connection is still there.
                         await wire.call("PING", timeout=params.connect_timeout)
                         continue
                     raise lost

@@ -69,12 +69,13 @@ class AutoPipeline:
         if self._wire is None or not self._wire.alive:
             self._wire = await open_wire(self._params)
         wire = self._wire
-        wire.idle = idle = asyncio.get_running_loop().create_future()
         wire.send(b"".join(data for data, _ in batch), [fut for _, fut in batch])
         self.batches += 1
         try:
+            # Replies come in order, and a dropped connection fails them all: the batch is done
+            # when its last future is (without raising that caller's error here).
             async with asyncio.timeout(self._params.reply_timeout):
-                await idle
+                await asyncio.wait([batch[-1][1]])
         except TimeoutError:
             timeout = self._params.reply_timeout
             wire.fail(RedisTimeoutError(f"Redis did not answer within {timeout:g} s"))

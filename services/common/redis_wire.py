@@ -58,8 +58,6 @@ class Wire(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.on_push = on_push
-        # Set once nothing is waiting any more: the batch on the wire is answered (or failed).
-        self.idle: asyncio.Future[None] | None = None
         self.closed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,12 +86,6 @@ class Wire(asyncio.Protocol):
                 fut.set_exception(_error(reply))
             else:
                 fut.set_result(reply)
-        if not self.waiting:
-            self._set_idle()
-
-    def _set_idle(self) -> None:
-        if self.idle is not None and not self.idle.done():
-            self.idle.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
@@ -127,7 +119,6 @@ class Wire(asyncio.Protocol):
         for fut in waiting:
             if not fut.done():
                 fut.set_exception(exc)
-        self._set_idle()
         if not self.closed.done():
             self.closed.set_result(exc)
         if self.transport is not None:

@@ -7,8 +7,11 @@ comparing numbers from two separate runs says nothing. Here both versions run si
 its own backend and echo worker on its own queue, sharing one Redis and one RabbitMQ), and wrk
 alternates between them (A B B A A B ...) so slow spells hit both alike. Printed per round and as
 medians: req/s, p50, and the CPU each version's backend and worker spent per answered request
-(from /proc), which is steadier than req/s. The baseline is checked out with `git worktree` into
-a temporary directory (committed code only; this checkout's uncommitted changes are the B side).
+(from /proc), which is steadier than req/s, and the CPU the shared RabbitMQ and Redis spent per
+request during that side's run (only one side is loaded at a time, so a change to what the
+broker is asked to do, e.g. queue arguments, shows there). The baseline is checked out with
+`git worktree` into a temporary directory (committed code only; this checkout's uncommitted
+changes are the B side).
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ def start_side(
     return port, [worker, backend]
 
 
+def _row(cells: tuple[str, ...]) -> str:
+    return " ".join(f"{c:>8}" for c in cells)
+
+
+def _nums(row: tuple[float, ...] | list[float]) -> str:
+    rps, p50, *ms = row
+    return f"{rps:>7.0f} {p50:>7.2f} " + " ".join(f"{v:>8.3f}" for v in ms)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default="HEAD", help="git ref for the A side")
@@ -82,37 +94,36 @@ def main() -> int:
             f"# A = {args.baseline}, B = this checkout; c={args.concurrency}, "
             f"{args.duration:g} s per run, {args.rounds} rounds, {os.cpu_count()} cores"
         )
-        print(f"{'round':>5} {'side':>4} {'req/s':>7} {'p50 ms':>7} {'backend':>8} {'worker':>7}")
-        results: dict[str, list[tuple[float, float, float, float]]] = {"A": [], "B": []}
+        shared = {
+            "rabbitmq": [rabbit.proc.pid] if rabbit.proc else [],
+            "redis": [redis.proc.pid] if redis.proc else [],
+        }
+        cols = ("backend", "worker", "rabbitmq", "redis", "total")
+        print(f"{'round':>5} {'side':>4} {'req/s':>7} {'p50 ms':>7} " + _row(cols))
+        results: dict[str, list[tuple[float, ...]]] = {"A": [], "B": []}
         for r in range(args.rounds):
             order = ("A", "B") if r % 2 == 0 else ("B", "A")
             for name in order:
                 port, groups = sides[name]
+                groups = {**groups, **shared}
                 before = cpu_by_group(groups)
                 out = wrk(port, args.concurrency, args.duration)
                 after = cpu_by_group(groups)
-                b_ms = (after["backend"] - before["backend"]) * 1000 / out["n"]
-                w_ms = (after["worker"] - before["worker"]) * 1000 / out["n"]
-                results[name].append((out["rps"], out["p50_ms"], b_ms, w_ms))
+                ms = [(after[g] - before[g]) * 1000 / out["n"] for g in groups]
+                row = (out["rps"], out["p50_ms"], *ms, sum(ms))
+                results[name].append(row)
                 flag = "  <- BAD ANSWERS" if out["bad"] else ""
-                print(
-                    f"{r + 1:>5} {name:>4} {out['rps']:>7.0f} {out['p50_ms']:>7.2f} "
-                    f"{b_ms:>8.3f} {w_ms:>7.3f}{flag}",
-                    flush=True,
-                )
+                print(f"{r + 1:>5} {name:>4} {_nums(row)}{flag}", flush=True)
         print("# medians (CPU in ms per answered request)")
         med = {
             n: [statistics.median(col) for col in zip(*rows, strict=True)]
             for n, rows in results.items()
         }
         for name in ("A", "B"):
-            rps, p50, b_ms, w_ms = med[name]
-            print(f"{'':>5} {name:>4} {rps:>7.0f} {p50:>7.2f} {b_ms:>8.3f} {w_ms:>7.3f}")
+            print(f"{'':>5} {name:>4} {_nums(med[name])}")
         a, b = med["A"], med["B"]
-        print(
-            f"# B/A: req/s x{b[0] / a[0]:.2f}, backend CPU x{b[2] / a[2]:.2f}, "
-            f"worker CPU x{b[3] / a[3]:.2f}"
-        )
+        ratios = ", ".join(f"{c} CPU x{b[i + 2] / a[i + 2]:.2f}" for i, c in enumerate(cols))
+        print(f"# B/A: req/s x{b[0] / a[0]:.2f}, {ratios}")
     finally:
         stop_all(procs, rabbit, redis)
         subprocess.run(

@@ -45,11 +45,21 @@ def test_core_path_prints_a_checked_ratio_and_cpu_per_request() -> None:
 
 def test_ab_runs_a_git_ref_beside_this_checkout() -> None:
     out = _run("bench/ab.py", "--rounds", "1", "--duration", "1", "--concurrency", "4")
-    sides = re.findall(r"^\s+1\s+([AB])\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+([\d.]+)\s*$", out, re.M)
+    sides = re.findall(r"^\s+1\s+([AB])\s+(\d+)\s+[\d.]+((?:\s+[\d.]+){5})\s*$", out, re.M)
     assert sorted(s[0] for s in sides) == ["A", "B"], out
     assert all(int(s[1]) > 0 for s in sides), out
+    for _, _, cells in sides:
+        backend, worker, rabbitmq, redis, total = map(float, cells.split())
+        # Each process was measured (Redis's share of a 1 s run can be under a clock tick),
+        # and the total is their sum.
+        assert min(backend, worker, rabbitmq) > 0 and redis >= 0, out
+        assert abs(total - (backend + worker + rabbitmq + redis)) < 0.005, out
     assert "BAD" not in out, out
-    assert re.search(r"# B/A: req/s x[\d.]+, backend CPU x[\d.]+, worker CPU x[\d.]+", out), out
+    assert re.search(
+        r"# B/A: req/s x[\d.]+, backend CPU x[\d.]+, worker CPU x[\d.]+, rabbitmq CPU x[\d.]+, "
+        r"redis CPU x[\d.]+, total CPU x[\d.]+",
+        out,
+    ), out
     # The baseline's worktree is removed afterwards.
     worktrees = subprocess.run(
         ["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -109,7 +109,7 @@ def main() -> int:
                 before = cpu_by_group(groups)
                 out = wrk(port, args.concurrency, args.duration)
                 after = cpu_by_group(groups)
-                ms = [(after[g] - before[g]) * 1000 / out["n"] for g in groups]
+                ms = [(after[g] - before[g]) * 1000 / out["n"] for g in cols[:-1]]
                 row = (out["rps"], out["p50_ms"], *ms, sum(ms))
                 results[name].append(row)
                 flag = "  <- BAD ANSWERS" if out["bad"] else ""

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.backend.api.main import include_routers
+from services.backend.api.main import routes, telemetry
 from services.backend.config import get_settings
 from services.backend.errors import install_error_handlers
 from services.backend.jobs import JobService
@@ -80,9 +80,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="llm-wrap", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="llm-wrap",
+        version="0.1.0",
+        lifespan=lifespan,
+        routes=routes(),
+        telemetry=telemetry(),
+    )
     install_error_handlers(app)
-    include_routers(app)
     return app
 
 

@@ -20,6 +20,7 @@ from services.backend.metrics import JOBS_WAITING
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
+from services.common import heap
 from services.common.connections import make_redis
 from services.common.keys import KeySpace
 from services.common.logs import setup_logging
@@ -61,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         waiter=waiter,
         timeout=settings.JOB_TIMEOUT,
     )
+    heap.settle()
     log.info("backend %s ready (default queue %r)", instance, settings.QUEUE_NAME)
     try:
         yield

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common import heap
 from services.common.connections import connect_broker, declare_model_queue, make_redis
 from services.common.keys import KeySpace
 from services.common.logs import describe
@@ -98,6 +99,7 @@ class Worker:
         )
         self._consumer_tag = await self._queue.consume(self._on_message)
         await self.heartbeat.start()
+        heap.settle()
         log.info(
             "worker %s serving model %r on queue %r (concurrency %d)",
             self.worker_id,

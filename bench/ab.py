@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.core_path import (  # noqa: E402
     cpu_by_group,
     echo_worker,
+    server_groups,
     start_servers,
     stop_all,
     uvicorn,
@@ -89,15 +90,13 @@ def main() -> int:
         for name, code in (("A", base), ("B", ROOT)):
             port, side_procs = start_side(name, code, env, tmp)
             procs += side_procs
-            sides[name] = (port, {"worker": [side_procs[0].pid], "backend": [side_procs[1].pid]})
+            # The shared servers count for whichever side is loaded at the time.
+            groups = {"worker": [side_procs[0].pid], "backend": [side_procs[1].pid]}
+            sides[name] = (port, {**groups, **server_groups(rabbit, redis)})
         print(
             f"# A = {args.baseline}, B = this checkout; c={args.concurrency}, "
             f"{args.duration:g} s per run, {args.rounds} rounds, {os.cpu_count()} cores"
         )
-        shared = {
-            "rabbitmq": [rabbit.proc.pid] if rabbit.proc else [],
-            "redis": [redis.proc.pid] if redis.proc else [],
-        }
         cols = ("backend", "worker", "rabbitmq", "redis", "total")
         print(f"{'round':>5} {'side':>4} {'req/s':>7} {'p50 ms':>7} " + _row(cols))
         results: dict[str, list[tuple[float, ...]]] = {"A": [], "B": []}
@@ -105,7 +104,6 @@ def main() -> int:
             order = ("A", "B") if r % 2 == 0 else ("B", "A")
             for name in order:
                 port, groups = sides[name]
-                groups = {**groups, **shared}
                 before = cpu_by_group(groups)
                 out = wrk(port, args.concurrency, args.duration)
                 after = cpu_by_group(groups)

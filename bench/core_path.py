@@ -94,6 +94,14 @@ def echo_worker(env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.
     )
 
 
+def server_groups(rabbit: RabbitServer, redis: RedisServer) -> dict[str, list[int]]:
+    """The servers' processes, as `cpu_by_group` takes them."""
+    return {
+        "rabbitmq": [rabbit.proc.pid] if rabbit.proc else [],
+        "redis": [redis.proc.pid] if redis.proc else [],
+    }
+
+
 def stop_all(
     procs: list[subprocess.Popen[bytes]], rabbit: RabbitServer, redis: RedisServer
 ) -> None:
@@ -229,8 +237,7 @@ def main() -> int:
         groups = {
             "backend": [procs[-1].pid],
             "worker": [p.pid for p in procs[: args.workers]],
-            "rabbitmq": [rabbit.proc.pid] if rabbit.proc else [],
-            "redis": [redis.proc.pid] if redis.proc else [],
+            **server_groups(rabbit, redis),
         }
         cpu_rows = []
         for c in args.concurrency:

@@ -97,9 +97,9 @@ class Worker:
         self._queue = await declare_model_queue(
             self._channel, s.QUEUE_NAME, max_length=s.QUEUE_MAX_LENGTH
         )
+        heap.settle()  # start-up is done (model loaded, broker connected): before serving
         self._consumer_tag = await self._queue.consume(self._on_message)
         await self.heartbeat.start()
-        heap.settle()
         log.info(
             "worker %s serving model %r on queue %r (concurrency %d)",
             self.worker_id,

@@ -3,12 +3,16 @@ next to an HTTP-only floor measured in the same run with the same client (wrk).
 
     python bench/core_path.py [--duration 10] [--concurrency 1 16 64] [--backend-procs 1]
                               [--floor-procs N] [--workers 1] [--worker-concurrency 128] [--cpu]
+                              [--rounds 1] [--prototype]
 
 Starts private Redis and RabbitMQ (Debian packages), an echo worker at zero delay and the backend,
 then runs wrk against the floor app and the full path at each concurrency. Every response is
 checked (status 200 and the request's own echo); a run with bad answers is flagged. Needs `wrk`
 (apt-get install wrk). `--cpu` also prints the CPU time each process spent per answered request
 (from /proc; steadier than req/s on a shared machine, and it says where the time goes).
+`--rounds N` interleaves N runs of each side per concurrency and prints medians. `--prototype`
+also runs `bench/prototype.py`, the best-case prototype the target was taken from, on the same
+servers: the target's figures came from another VM, the prototype's row says what this one allows.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,6 +160,12 @@ def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
     }
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over rounds; bad answers and requests are summed."""
+    merged = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+    return {**merged, "bad": sum(r["bad"] for r in runs), "n": sum(r["n"] for r in runs)}
+
+
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds (utime + stime) of each group's processes and their live descendants, from
     one pass over /proc (Linux)."""
@@ -183,10 +194,45 @@ def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
     return totals
 
 
+def prototype_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "prototype.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def print_prototype(
+    rows: list[tuple[int, dict[str, float], dict[str, float], dict[str, float]]],
+) -> None:
+    """The prototype's runs beside the path's: each run right after the path's at the same c."""
+    print("# best-case prototype (bench/prototype.py), same servers and client, run after the path")
+    print(
+        f"{'c':>4} {'proto req/s':>12} {'ratio':>6} {'proto p50':>10} {'proto p99':>10} {'bad':>4}"
+        f" {'path/proto req/s':>17} {'path/proto p50':>15}"
+    )
+    for c, floor, path, proto in rows:
+        flag = "" if proto["bad"] == 0 else "  <- BAD ANSWERS"
+        print(
+            f"{c:>4} {proto['rps']:>12.0f} {proto['rps'] / floor['rps']:>6.2f} "
+            f"{proto['p50_ms']:>8.2f}ms {proto['p99_ms']:>8.2f}ms {proto['bad']:>4} "
+            f"{path['rps'] / proto['rps']:>17.2f} {path['p50_ms'] / proto['p50_ms']:>15.2f}{flag}",
+            flush=True,
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs per side and concurrency, interleaved; medians are printed",
+    )
     ap.add_argument("--backend-procs", type=int, default=1, help="uvicorn --workers (backend)")
     ap.add_argument(
         "--floor-procs",
@@ -197,6 +243,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="echo worker processes")
     ap.add_argument("--worker-concurrency", type=int, default=128)
     ap.add_argument("--cpu", action="store_true", help="CPU ms per request, by process")
+    ap.add_argument(
+        "--prototype",
+        action="store_true",
+        help="also run the best-case prototype of shared/notes/broker-path-limit.md "
+        "(bench/prototype.py) on the same servers, with as many HTTP processes as the backend",
+    )
     args = ap.parse_args()
     floor_procs = args.floor_procs or args.backend_procs
     if shutil.which("wrk") is None:
@@ -228,25 +280,51 @@ def main() -> int:
             f"# core path vs HTTP floor; backend procs {args.backend_procs}, floor procs "
             f"{floor_procs}, echo workers "
             f"{args.workers} (concurrency {args.worker_concurrency}), {args.duration:g} s per run, "
+            f"{args.rounds} round(s) (medians), "
             f"{os.cpu_count()} cores"
         )
         print(
             f"{'c':>4} {'floor req/s':>12} {'path req/s':>11} {'ratio':>6} "
             f"{'floor p50':>10} {'path p50':>9} {'path p99':>9} {'bad':>4}"
         )
+        proto_port = 0
+        if args.prototype:
+            procs.insert(0, prototype_worker(env, tmp / "prototype-worker.log"))
+            proto_port = free_port()
+            procs.append(
+                uvicorn(
+                    "bench.prototype:app",
+                    proto_port,
+                    args.backend_procs,
+                    env,
+                    tmp / "prototype.log",
+                )
+            )
+        backend, workers = procs[-2 if args.prototype else -1], procs[int(args.prototype) :]
         groups = {
-            "backend": [procs[-1].pid],
-            "worker": [p.pid for p in procs[: args.workers]],
+            "backend": [backend.pid],
+            "worker": [p.pid for p in workers[: args.workers]],
             **server_groups(rabbit, redis),
         }
-        cpu_rows = []
+        cpu_rows, proto_rows = [], []
         for c in args.concurrency:
-            floor = wrk(floor_port, c, args.duration)
-            before = cpu_by_group(groups) if args.cpu else {}
-            path = wrk(full_port, c, args.duration)
+            floors, paths, protos = [], [], []
+            used = dict.fromkeys(groups, 0.0)
+            for _ in range(args.rounds):  # interleaved, so a slow minute hits every side
+                floors.append(wrk(floor_port, c, args.duration))
+                before = cpu_by_group(groups) if args.cpu else {}
+                paths.append(wrk(full_port, c, args.duration))
+                if args.cpu:
+                    after = cpu_by_group(groups)
+                    for g in groups:
+                        used[g] += after[g] - before[g]
+                if args.prototype:
+                    protos.append(wrk(proto_port, c, args.duration))
+            floor, path = median_run(floors), median_run(paths)
             if args.cpu:
-                after = cpu_by_group(groups)
-                cpu_rows.append((c, {g: (after[g] - before[g]) * 1000 / path["n"] for g in groups}))
+                cpu_rows.append((c, {g: used[g] * 1000 / path["n"] for g in groups}))
+            if args.prototype:
+                proto_rows.append((c, floor, path, median_run(protos)))
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
             print(
                 f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} "
@@ -255,6 +333,8 @@ def main() -> int:
                 f"{path['bad']:>4}{flag}",
                 flush=True,
             )
+        if proto_rows:
+            print_prototype(proto_rows)
         if args.cpu:
             print("# CPU ms per answered request, by process (wrk itself not counted)")
             print(f"{'c':>4} " + " ".join(f"{g:>9}" for g in groups) + f" {'total':>9}")

@@ -24,8 +24,12 @@ def _run(*argv: str, timeout: float = 240) -> str:
     return out.stdout
 
 
-def test_core_path_prints_a_checked_ratio_and_cpu_per_request() -> None:
-    out = _run("bench/core_path.py", "--duration", "1", "--concurrency", "1", "8", "--cpu")
+def test_core_path_prints_a_checked_ratio_cpu_per_request_and_the_prototype() -> None:
+    out = _run(
+        "bench/core_path.py",
+        *("--duration", "1", "--concurrency", "1", "8", "--cpu", "--rounds", "2", "--prototype"),
+    )
+    assert "2 round(s) (medians)" in out, out
     rows = re.findall(
         r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+ms\s+(\d+)$", out, re.M
     )
@@ -41,6 +45,15 @@ def test_core_path_prints_a_checked_ratio_and_cpu_per_request() -> None:
     for row in cpu:
         backend, worker = float(row[1]), float(row[2])
         assert backend > 0 and worker > 0, out  # both processes were measured
+    # The prototype ran on the same servers, its answers checked like the path's.
+    proto = re.findall(
+        r"^\s+(\d+)\s+(\d+)\s+[\d.]+\s+[\d.]+ms\s+[\d.]+ms\s+(\d+)\s+([\d.]+)\s+[\d.]+$", out, re.M
+    )
+    assert [r[0] for r in proto] == ["1", "8"], out
+    paths = {r[0]: int(r[2]) for r in rows}
+    for c, rps, bad, path_over_proto in proto:
+        assert int(bad) == 0 and int(rps) > 0, out
+        assert abs(float(path_over_proto) - paths[c] / int(rps)) < 0.02 * paths[c] / int(rps) + 0.01
 
 
 def test_ab_runs_a_git_ref_beside_this_checkout() -> None:

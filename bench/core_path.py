@@ -1,18 +1,19 @@
 """Core-path benchmark: req/s and p50/p99 through HTTP -> RabbitMQ -> worker -> Redis -> HTTP,
 next to an HTTP-only floor measured in the same run with the same client (wrk).
 
-    python bench/core_path.py [--duration 10] [--concurrency 1 16 64] [--backend-procs 1]
-                              [--floor-procs N] [--workers 1] [--worker-concurrency 128] [--cpu]
-                              [--rounds 1] [--prototype]
+    python bench/core_path.py [--duration 6] [--rounds 3] [--concurrency 1 16 64] [--cpu]
+                              [--backend-procs 1] [--floor-procs N] [--workers 1]
+                              [--worker-concurrency 128] [--no-prototype]
 
 Starts private Redis and RabbitMQ (Debian packages), an echo worker at zero delay and the backend,
 then runs wrk against the floor app and the full path at each concurrency. Every response is
 checked (status 200 and the request's own echo); a run with bad answers is flagged. Needs `wrk`
 (apt-get install wrk). `--cpu` also prints the CPU time each process spent per answered request
 (from /proc; steadier than req/s on a shared machine, and it says where the time goes).
-`--rounds N` interleaves N runs of each side per concurrency and prints medians. `--prototype`
-also runs `bench/prototype.py`, the best-case prototype the target was taken from, on the same
-servers: the target's figures came from another VM, the prototype's row says what this one allows.
+Each side runs `--rounds` times per concurrency, interleaved, and medians are printed (one run
+on a shared VM varies by +-15 %). The best-case prototype the target was taken from
+(`bench/prototype.py`) runs too, on the same servers (`--no-prototype` skips it): the target's
+figures came from another VM, and the prototype's row says what this one allows.
 """
 
 from __future__ import annotations
@@ -225,12 +226,12 @@ def print_prototype(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--duration", type=float, default=6, help="seconds per wrk run")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument(
         "--rounds",
         type=int,
-        default=1,
+        default=3,
         help="runs per side and concurrency, interleaved; medians are printed",
     )
     ap.add_argument("--backend-procs", type=int, default=1, help="uvicorn --workers (backend)")
@@ -245,9 +246,11 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="CPU ms per request, by process")
     ap.add_argument(
         "--prototype",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also run the best-case prototype of shared/notes/broker-path-limit.md "
-        "(bench/prototype.py) on the same servers, with as many HTTP processes as the backend",
+        "(bench/prototype.py) on the same servers, with as many HTTP processes as the backend "
+        "(default: on)",
     )
     args = ap.parse_args()
     floor_procs = args.floor_procs or args.backend_procs

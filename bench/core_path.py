@@ -266,19 +266,26 @@ def main() -> int:
         PYTHONPATH=str(ROOT),
         HEARTBEAT_FILE=str(tmp / "worker.alive"),
     )
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []  # stopped in reverse: HTTP sides before workers
     try:
-        for i in range(args.workers):
-            procs.append(echo_worker(env, tmp / f"worker{i}.log"))
-        floor_port, full_port = free_port(), free_port()
+        if args.prototype:
+            procs.append(prototype_worker(env, tmp / "prototype-worker.log"))
+        workers = [echo_worker(env, tmp / f"worker{i}.log") for i in range(args.workers)]
+        procs += workers
+        floor_port, full_port, proto_port = free_port(), free_port(), free_port()
         procs.append(
             uvicorn("bench.floor_app:app", floor_port, floor_procs, env, tmp / "floor.log")
         )
-        procs.append(
-            uvicorn(
-                "services.backend.main:app", full_port, args.backend_procs, env, tmp / "backend.log"
-            )
+        backend = uvicorn(
+            "services.backend.main:app", full_port, args.backend_procs, env, tmp / "backend.log"
         )
+        procs.append(backend)
+        if args.prototype:
+            procs.append(
+                uvicorn(
+                    "bench.prototype:app", proto_port, args.backend_procs, env, tmp / "proto.log"
+                )
+            )
         print(
             f"# core path vs HTTP floor; backend procs {args.backend_procs}, floor procs "
             f"{floor_procs}, echo workers "
@@ -290,23 +297,9 @@ def main() -> int:
             f"{'c':>4} {'floor req/s':>12} {'path req/s':>11} {'ratio':>6} "
             f"{'floor p50':>10} {'path p50':>9} {'path p99':>9} {'bad':>4}"
         )
-        proto_port = 0
-        if args.prototype:
-            procs.insert(0, prototype_worker(env, tmp / "prototype-worker.log"))
-            proto_port = free_port()
-            procs.append(
-                uvicorn(
-                    "bench.prototype:app",
-                    proto_port,
-                    args.backend_procs,
-                    env,
-                    tmp / "prototype.log",
-                )
-            )
-        backend, workers = procs[-2 if args.prototype else -1], procs[int(args.prototype) :]
         groups = {
             "backend": [backend.pid],
-            "worker": [p.pid for p in workers[: args.workers]],
+            "worker": [p.pid for p in workers],
             **server_groups(rabbit, redis),
         }
         cpu_rows, proto_rows = [], []

@@ -1,10 +1,16 @@
-"""Acknowledging jobs in batches: one `basic.ack(multiple)` per loop turn instead of one per job.
+"""Acknowledging jobs in batches: one `basic.ack(multiple)` for many jobs instead of one per job.
 
-Every ack is a frame and a socket write in the worker and work in the broker; under load dozens
-of jobs finish in the same loop turn (their results are stored by one Redis pipeline). Acks are
-collected during the turn and sent at its end: one `multiple=True` ack for the unbroken run of
-finished deliveries at the front of the channel, single acks for any that finished out of order
-(a long generation must not hold back the acks, and so the prefetch slots, of fast ones behind it).
+Every ack is a frame and a socket write in the worker and work in the broker, and for a persistent
+message it also releases the publisher's confirm (another frame, to the backend). Acks are
+collected and sent together: one `multiple=True` ack for the unbroken run of finished deliveries
+at the front of the channel, single acks for any that finished out of order (a long generation
+must not hold back the acks, and so the prefetch slots, of fast ones behind it).
+
+When they leave: at the end of the loop turn if no other job of this worker is running (a lone
+job's ack is never delayed) or if the prefetch window is full (the broker sends nothing more until
+an ack); otherwise after at most `hold_s` (1 ms), so that jobs finishing close together share one
+frame. Under load that halves the ack and confirm frames: A/B at c=64, RabbitMQ CPU per job x0.84-
+0.87, the worker's x0.92-0.95, req/s x1.02-1.12 (`bench/ab.py`); at c=1 nothing changes.
 
 Safety: `multiple=True` acks every outstanding tag up to the one named, so the run only covers
 consecutive tags this worker has itself finished or settled: a delivery still running, or one
@@ -25,28 +31,50 @@ from services.common.logs import describe
 log = logging.getLogger(__name__)
 
 
+HOLD_S = 0.001
+
+
 class AckBatcher:
-    def __init__(self) -> None:
+    def __init__(self, *, prefetch: int = 0, hold_s: float = HOLD_S) -> None:
+        """`prefetch`: the channel's prefetch count (0: unlimited)."""
+        self._prefetch = prefetch
+        self.hold_s = hold_s
         self._channel: AbstractChannel | None = None
         self._frontier = 0  # every tag <= frontier is settled on this channel
         self._done: set[int] = set()  # finished, ack not yet sent
         self._settled: set[int] = set()  # settled one by one above the frontier
+        self._unsettled = 0  # deliveries received on this channel and not yet acked or nacked
         self._flushing: asyncio.Task[None] | None = None
+        self._held: asyncio.TimerHandle | None = None
         self.frames = 0  # ack frames sent (for tests and benchmarks)
 
     def received(self, message: AbstractIncomingMessage) -> None:
         """Call as a delivery reaches its handler: a delivery on a new channel starts afresh."""
         if message.channel is not self._channel:
             self._reset(message.channel)
+        self._unsettled += 1
 
     def ack(self, message: AbstractIncomingMessage) -> None:
-        """The job is stored: ack it at the end of this loop turn."""
+        """The job is stored: ack it at the end of this loop turn, or within `hold_s`."""
         if message.channel is not self._channel:
             log.debug("ack for a closed channel dropped (tag %s)", message.delivery_tag)
             return
         tag = message.delivery_tag
         assert tag is not None
         self._done.add(tag)
+        others_running = self._unsettled > len(self._done)
+        window_full = 0 < self._prefetch <= self._unsettled
+        if others_running and not window_full:
+            if self._held is None and self._flushing is None:
+                self._held = asyncio.get_running_loop().call_later(self.hold_s, self._send_soon)
+        else:
+            self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Flush at the end of this loop turn (a held flush is brought forward)."""
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush_soon())
 
@@ -56,20 +84,27 @@ class AckBatcher:
         assert tag is not None
         if message.channel is self._channel:
             self._settled.add(tag)
+            self._unsettled -= 1
         await message.nack(requeue=requeue)
 
     async def _flush_soon(self) -> None:
         try:
-            await self.flush()
+            # Acks added while a flush was being written go out too, not with some later job's.
+            while self._done and self._channel is not None:
+                await self.flush()
         finally:
             self._flushing = None
 
     async def flush(self) -> None:
         """Send the acks collected so far."""
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         channel, done = self._channel, self._done
         if channel is None or not done:
             return
         self._done = set()
+        self._unsettled -= len(done)
         run_end, last_done = self._frontier, 0
         while True:
             nxt = run_end + 1
@@ -100,3 +135,4 @@ class AckBatcher:
         self._frontier = 0
         self._done = set()
         self._settled.clear()
+        self._unsettled = 0

@@ -62,7 +62,7 @@ class Worker:
         self._queue: AbstractRobustQueue | None = None
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self.acks = AckBatcher()
+        self.acks = AckBatcher(prefetch=settings.WORKER_CONCURRENCY)
         self._stopping = False
         self.heartbeat = Heartbeat(
             self.redis,

@@ -105,3 +105,70 @@ async def test_nacked_jobs_are_skipped_by_the_run_and_requeued(
     assert not ch.is_closed
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-c") == 1
+
+
+async def test_a_lone_jobs_ack_is_not_held(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher(hold_s=30)  # a hold would outlast the test
+    ch, msgs = await _deliver(connection, f"{prefix}-d", 1, acks)
+    acks.ack(msgs[0])
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-d") == 0
+
+
+async def test_acks_are_held_while_other_jobs_run_then_go_together(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher(hold_s=30)
+    ch, msgs = await _deliver(connection, f"{prefix}-e", 3, acks)
+    acks.ack(msgs[0])
+    acks.ack(msgs[2])
+    await asyncio.sleep(0.05)
+    assert acks.frames == 0  # held: job 1 still runs
+    acks.ack(msgs[1])  # the last one running: nothing left to wait for
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1  # one multiple ack for all three
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-e") == 0
+
+
+async def test_a_held_ack_leaves_when_the_hold_ends(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher(hold_s=0.1)
+    ch, msgs = await _deliver(connection, f"{prefix}-f", 2, acks)
+    acks.ack(msgs[0])
+    await asyncio.sleep(0.02)
+    assert acks.frames == 0
+    await asyncio.sleep(0.3)
+    assert acks.frames == 1  # job 1 never finished; job 0 was not kept waiting for it
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-f") == 1
+
+
+async def test_a_full_prefetch_window_is_not_held(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher(prefetch=2, hold_s=30)
+    ch, msgs = await _deliver(connection, f"{prefix}-g", 2, acks)  # prefetch 2: the window is full
+    acks.ack(msgs[0])
+    await asyncio.sleep(0.05)
+    assert acks.frames == 1  # the broker sends nothing more until an ack: not held
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-g") == 1
+
+
+async def test_stop_flush_sends_held_acks_at_once(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    acks = AckBatcher(hold_s=30)
+    ch, msgs = await _deliver(connection, f"{prefix}-h", 2, acks)
+    acks.ack(msgs[1])
+    await acks.flush()  # what Worker.stop does before closing the channel
+    assert acks.frames == 1
+    await asyncio.sleep(0.05)
+    await ch.close()
+    assert await _left_in_queue(connection, f"{prefix}-h") == 1

@@ -59,7 +59,7 @@ class AckBatcher:
         self._unsettled += 1
 
     def ack(self, message: AbstractIncomingMessage) -> None:
-        """The job is stored: ack it at the end of this loop turn, or within `hold_s`."""
+        """The job is stored: ack it within `hold_s` (this loop turn if the window is full)."""
         if message.channel is not self._channel:
             log.debug("ack for a closed channel dropped (tag %s)", message.delivery_tag)
             return

@@ -1,7 +1,9 @@
 """Which queue a request goes to, decided from workers' live announcements (kept in memory).
 
-The view is refreshed in the background; a miss triggers one immediate refresh (rate-limited) so
-a worker that just came up is found without waiting for the next tick.
+The view is refreshed in the background every `refresh_s`, and at once when a worker withdraws
+(it publishes on the registry channel as it stops): a request right after a model's last worker
+left gets its 503 instead of waiting in a queue nobody reads. A miss triggers one immediate
+refresh (rate-limited) so a worker that just came up is found without waiting for the next tick.
 """
 
 import asyncio
@@ -49,12 +51,20 @@ class ModelRouter:
         self._refreshed_at = time.monotonic()
 
     async def _refresh_forever(self) -> None:
+        """Refresh every `refresh_s`, or as soon as a withdrawal is announced."""
         while True:
-            await asyncio.sleep(self._refresh_s)
             try:
-                await self.refresh()
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._keys.registry_channel)
+                    while True:
+                        # Returns on a message, or empty-handed after refresh_s.
+                        await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=self._refresh_s
+                        )
+                        await self.refresh()
             except (RedisError, OSError) as e:
                 log.debug("model registry refresh failed: %s", describe(e))
+                await asyncio.sleep(self._refresh_s)
 
     async def _refresh_on_miss(self) -> None:
         async with self._lock:

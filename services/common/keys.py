@@ -4,6 +4,7 @@
 {prefix}:notify:{instance}   pub/sub channel of one backend process (results are pushed there)
 {prefix}:models              hash: model name -> JSON announcement (queue, backend, last_seen)
 {prefix}:workers:{queue}     sorted set: worker id -> heartbeat expiry (epoch seconds)
+{prefix}:registry            pub/sub channel: a worker withdrew (payload: its queue)
 """
 
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ class KeySpace:
     @property
     def models(self) -> str:
         return f"{self.prefix}:models"
+
+    @property
+    def registry_channel(self) -> str:
+        return f"{self.prefix}:registry"
 
     def workers(self, queue: str) -> str:
         return f"{self.prefix}:workers:{queue}"

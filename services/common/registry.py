@@ -55,8 +55,12 @@ async def announce(
 
 
 async def withdraw(redis: Redis, keys: KeySpace, *, worker_id: str, queue: str) -> None:
-    """Remove this worker's heartbeat at shutdown, so the backend stops routing to it at once."""
-    await redis.zrem(keys.workers(queue), worker_id)
+    """Remove this worker's heartbeat at shutdown and tell the backends, so they stop routing to
+    it at once (not at their next periodic refresh)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.workers(queue), worker_id)
+        pipe.publish(keys.registry_channel, queue)
+        await pipe.execute()
 
 
 async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:

@@ -57,10 +57,9 @@ def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
     assert worker.proc is not None and worker.proc.wait(10) == 0
     assert result == {"status": 200, "body": {"content": "one two three four five six"}}
     assert "draining 1 job" in worker.output()
-    # Gone from routing at the backend's next view refresh (every 1 s, services/backend/routing.py),
-    # not after the heartbeat TTL (10 s). Asking sooner can race that refresh: the job would then
-    # be queued for a worker that never comes (seen once in a full run).
-    time.sleep(1.5)
+    # Gone from routing at once (the withdrawal is pushed to the backends), not after the heartbeat
+    # TTL (10 s) nor at the next periodic refresh (1 s): a job sent now would wait for a worker
+    # that never comes.
     r = httpx.post(url + "/generate", json={"content": "x"}, timeout=5)
     assert r.status_code == 503
 

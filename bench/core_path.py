@@ -90,14 +90,17 @@ def start_servers(tmp: Path, **env: str) -> tuple[RedisServer, RabbitServer, dic
     return redis, rabbit, full_env
 
 
-def echo_worker(env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+def python(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """A Python process of this interpreter, its output appended to `log`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "services.worker"],
-        env=env,
-        cwd=cwd,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
+        [sys.executable, *args], env=env, cwd=cwd, stdout=open(log, "ab"), stderr=subprocess.STDOUT
     )
+
+
+def echo_worker(env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    return python(["-m", "services.worker"], env, log, cwd)
 
 
 def server_groups(rabbit: RabbitServer, redis: RedisServer) -> dict[str, list[int]]:
@@ -196,13 +199,7 @@ def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 def prototype_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "prototype.py")],
-        env=env,
-        cwd=ROOT,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )
+    return python([str(ROOT / "bench" / "prototype.py")], env, log)
 
 
 def print_prototype(

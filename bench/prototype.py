@@ -14,7 +14,7 @@ future registered before publishing. What it leaves out, and the product has: ro
 worker announcements, priority and TTL on the queue, job records and status, deadlines, error
 mapping, metrics, recovery from a lost broker or store, a result landing before the subscription.
 
-    uvicorn bench.prototype:app   # the HTTP side (RABBIT_MQ_PORT, REDIS_PORT from the environment)
+    uvicorn bench.prototype:app   # the HTTP side (RABBIT_MQ_*, REDIS_* as the services read them)
     python bench/prototype.py     # the worker
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -39,14 +38,17 @@ from fastapi import FastAPI, Response  # noqa: E402
 
 from services.backend.api.main import telemetry  # noqa: E402
 from services.backend.schemas import PromptModel, ResponseModel, answer_response  # noqa: E402
+from services.common.settings import CommonSettings  # noqa: E402
 
 QUEUE = "prototype"
 CHANNEL = "prototype:results"
 
 
-def _urls() -> tuple[str, str]:
-    amqp = f"amqp://guest:guest@127.0.0.1:{os.environ.get('RABBIT_MQ_PORT', '5672')}/"
-    return amqp, f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
+def _connect_redis() -> aioredis.Redis:
+    s = CommonSettings()
+    return aioredis.Redis(
+        host=s.REDIS_HOST, port=s.REDIS_PORT, password=s.REDIS_PASSWORD, db=s.REDIS_DB
+    )
 
 
 class _State:
@@ -71,13 +73,12 @@ async def _listen(redis: aioredis.Redis) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    amqp, redis_url = _urls()
-    connection = await aio_pika.connect_robust(amqp)
+    connection = await aio_pika.connect_robust(CommonSettings().amqp_url)
     channel = await connection.channel(publisher_confirms=True)
     await channel.declare_queue(QUEUE, durable=True)
     state.exchange = channel.default_exchange
     state.waiting = {}
-    redis = aioredis.from_url(redis_url)
+    redis = _connect_redis()
     listener = asyncio.create_task(_listen(redis))
     await asyncio.sleep(0.2)  # subscribed before the first request (a prototype may be naive)
     yield
@@ -109,9 +110,8 @@ async def generate(body: PromptModel) -> Response:
 
 
 async def worker() -> None:
-    amqp, redis_url = _urls()
-    redis = aioredis.from_url(redis_url)
-    connection = await aio_pika.connect_robust(amqp)
+    redis = _connect_redis()
+    connection = await aio_pika.connect_robust(CommonSettings().amqp_url)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=64)
     queue = await channel.declare_queue(QUEUE, durable=True)

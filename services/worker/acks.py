@@ -73,9 +73,7 @@ class AckBatcher:
 
     def _send_soon(self) -> None:
         """Flush at the end of this loop turn (a held flush is brought forward)."""
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
+        self._cancel_held()
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush_soon())
 
@@ -98,9 +96,7 @@ class AckBatcher:
 
     async def flush(self) -> None:
         """Send the acks collected so far."""
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
+        self._cancel_held()
         channel, done = self._channel, self._done
         if channel is None or not done:
             return
@@ -130,6 +126,11 @@ class AckBatcher:
             log.warning(
                 "could not send acks (%s); the broker will redeliver those jobs", describe(e)
             )
+
+    def _cancel_held(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
 
     def _reset(self, channel: AbstractChannel) -> None:
         self._channel = channel

@@ -6,7 +6,8 @@ One process publishes (confirms on, mandatory, as the backend does) and consumes
 does) one message at a time, so the figure is RabbitMQ's own round trip plus one client's parsing:
 the floor under the core path's latency at concurrency 1, which crosses the broker once. Each
 publishing option the product uses (persistent, priority queue, per-message TTL) is switched on
-one at a time. Starts a private RabbitMQ (Debian package).
+one at a time. Then the other hop, the result's: a Redis PUBLISH to a subscriber. Starts a private
+RabbitMQ and Redis (Debian packages). `bench/core_path.py` times both hops on its own servers.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pathlib import Path
 import aio_pika
 import uvloop
 from pamqp.commands import Basic
+from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.local.servers import RabbitServer  # noqa: E402
+from tools.local.servers import RabbitServer, RedisServer  # noqa: E402
 
 VARIANTS = [  # (persistent, priority queue, per-message TTL)
     (False, False, False),
@@ -77,18 +79,54 @@ async def hop(port: int, n: int, persistent: bool, priority: bool, ttl: bool) ->
         return statistics.median(latencies[n // 10 :])  # the first tenth warms up
 
 
+async def store_hop(port: int, n: int) -> float:
+    """Median microseconds from a Redis PUBLISH to its subscriber (the result's hop back to the
+    backend), one message at a time, on a server at `port`."""
+    publisher, listener = Redis(port=port), Redis(port=port)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe("hop")
+    arrived: list[float] = []
+    event = asyncio.Event()
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                arrived.append(time.perf_counter())
+                event.set()
+
+    task = asyncio.create_task(listen())
+    try:
+        latencies = []
+        for i in range(n):
+            event.clear()
+            sent = time.perf_counter()
+            reply = asyncio.ensure_future(publisher.publish("hop", str(i)))
+            await event.wait()
+            latencies.append((arrived[-1] - sent) * 1e6)
+            await reply
+        return statistics.median(latencies[n // 10 :])
+    finally:
+        task.cancel()
+        await pubsub.aclose()
+        await publisher.aclose()
+        await listener.aclose()
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1500)
     args = ap.parse_args()
-    rabbit = RabbitServer().start()
+    rabbit, redis = RabbitServer().start(), RedisServer().start()
     try:
         print(f"{'persistent':>10} {'priority':>8} {'ttl':>4} {'p50 publish->consumer':>22}")
         for persistent, priority, ttl in VARIANTS:
             p50 = await hop(rabbit.port, args.messages, persistent, priority, ttl)
             print(f"{persistent!s:>10} {priority!s:>8} {ttl!s:>4} {p50:>19.0f} us", flush=True)
+        p50 = await store_hop(redis.port, args.messages)
+        print(f"redis publish->subscriber {p50:.0f} us")
     finally:
         rabbit.stop()
+        redis.stop()
     return 0
 
 

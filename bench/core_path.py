@@ -13,7 +13,10 @@ checked (status 200 and the request's own echo); a run with bad answers is flagg
 Each side runs `--rounds` times per concurrency, interleaved, and medians are printed (one run
 on a shared VM varies by +-15 %). The best-case prototype the target was taken from
 (`bench/prototype.py`) runs too, on the same servers (`--no-prototype` skips it): the target's
-figures came from another VM, and the prototype's row says what this one allows.
+figures came from another VM, and the prototype's row says what this one allows. Last, the
+target is printed met or missed; at c=1 beside it the hops alone (the floor's p50, then the broker
+and the Redis hop timed by `bench/broker_hop.py` on the same servers): the latency no code on
+this path can go under on this machine.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.broker_hop import hop, store_hop  # noqa: E402
 from tools.local.servers import RabbitServer, RedisServer, free_port  # noqa: E402
 
 LUA = ROOT / "bench" / "check.lua"
@@ -221,6 +225,53 @@ def print_prototype(
         )
 
 
+TARGET_RATIO_C64 = 0.30  # x the floor's req/s at c=64 (shared/notes/broker-path-limit.md)
+TARGET_P50_C1_MS = 1.0  # p50 at c=1
+
+
+def hops_ms(rabbit: RabbitServer, redis: RedisServer, n: int = 1000) -> tuple[float, float]:
+    """The two hops every job crosses, timed alone on the same servers: broker (persistent,
+    priority queue, per-message TTL, as the backend publishes) and Redis pub/sub, p50 in ms."""
+    import uvloop
+
+    async def both() -> tuple[float, float]:
+        broker = await hop(rabbit.port, n, persistent=True, priority=True, ttl=True)
+        return broker / 1000, await store_hop(redis.port, n) / 1000
+
+    return uvloop.run(both())
+
+
+def print_verdict(
+    results: dict[int, tuple[dict[str, float], dict[str, float], dict[str, float] | None]],
+    hops: tuple[float, float] | None,
+) -> None:
+    """The benchmark's target, met or missed, with what the same machine allows beside it: the
+    prototype the target came from, and at c=1 the hops alone (HTTP floor + broker + Redis,
+    none of the backend's or worker's own work), which no design on this path can go under."""
+    print(
+        f"# target: c=64 >= {TARGET_RATIO_C64:.2f} x floor req/s, "
+        f"c=1 p50 <= {TARGET_P50_C1_MS:g} ms (shared/notes/broker-path-limit.md)"
+    )
+    if 64 in results:
+        floor, path, proto = results[64]
+        ratio = path["rps"] / floor["rps"]
+        beside = f" (prototype {proto['rps'] / floor['rps']:.2f})" if proto else ""
+        met = "met" if ratio >= TARGET_RATIO_C64 else "missed"
+        print(f"#   c=64: {ratio:.2f} x floor: {met}{beside}")
+    if 1 in results:
+        floor, path, proto = results[1]
+        met = "met" if path["p50_ms"] <= TARGET_P50_C1_MS else "missed"
+        beside = [f"prototype {proto['p50_ms']:.2f} ms"] if proto else []
+        if hops:
+            broker, store = hops
+            beside.append(
+                f"hops alone {floor['p50_ms']:.2f} + {broker:.2f} + {store:.2f} = "
+                f"{floor['p50_ms'] + broker + store:.2f} ms (HTTP floor + broker + Redis)"
+            )
+        extra = f" ({'; '.join(beside)})" if beside else ""
+        print(f"#   c=1: p50 {path['p50_ms']:.2f} ms: {met}{extra}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=6, help="seconds per wrk run")
@@ -300,6 +351,7 @@ def main() -> int:
             **server_groups(rabbit, redis),
         }
         cpu_rows, proto_rows = [], []
+        results = {}
         for c in args.concurrency:
             floors, paths, protos = [], [], []
             used = dict.fromkeys(groups, 0.0)
@@ -314,9 +366,10 @@ def main() -> int:
                 if args.prototype:
                     protos.append(wrk(proto_port, c, args.duration))
             floor, path = median_run(floors), median_run(paths)
+            results[c] = (floor, path, median_run(protos) if protos else None)
             if args.cpu:
                 cpu_rows.append((c, {g: used[g] * 1000 / path["n"] for g in groups}))
-            if args.prototype:
+            if protos:
                 proto_rows.append((c, floor, path, median_run(protos)))
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
             print(
@@ -334,6 +387,7 @@ def main() -> int:
             for c, row in cpu_rows:
                 cells = " ".join(f"{v:>9.3f}" for v in row.values())
                 print(f"{c:>4} {cells} {sum(row.values()):>9.3f}")
+        print_verdict(results, hops_ms(rabbit, redis) if 1 in results else None)
     finally:
         stop_all(procs, rabbit, redis)
     return 0

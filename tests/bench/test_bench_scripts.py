@@ -54,6 +54,23 @@ def test_core_path_prints_a_checked_ratio_cpu_per_request_and_the_prototype() ->
     for c, rps, bad, path_over_proto in proto:
         assert int(bad) == 0 and int(rps) > 0, out
         assert abs(float(path_over_proto) - paths[c] / int(rps)) < 0.02 * paths[c] / int(rps) + 0.01
+    # The verdict at c=1 quotes the table's p50, says met or missed by it, and sums the hops.
+    floor_p50, path_p50 = re.search(
+        r"^\s+1\s+\d+\s+\d+\s+[\d.]+\s+([\d.]+)ms\s+([\d.]+)ms", out, re.M
+    ).groups()
+    verdict = re.search(
+        r"^#   c=1: p50 ([\d.]+) ms: (met|missed) \(prototype [\d.]+ ms; "
+        r"hops alone ([\d.]+) \+ ([\d.]+) \+ ([\d.]+) = ([\d.]+) ms",
+        out,
+        re.M,
+    )
+    assert verdict, out
+    p50, word, floor_part, broker, store, total = verdict.groups()
+    assert p50 == path_p50 and floor_part == floor_p50, out
+    assert word == ("met" if float(p50) <= 1.0 else "missed"), out
+    assert float(broker) > 0 and float(store) > 0, out
+    assert abs(float(total) - (float(floor_part) + float(broker) + float(store))) < 0.015, out
+    assert "c=64:" not in out, out  # only the concurrencies that ran are judged
 
 
 def test_ab_runs_a_git_ref_beside_this_checkout() -> None:
@@ -84,3 +101,5 @@ def test_broker_hop_prints_latencies() -> None:
     out = _run("bench/broker_hop.py", "--messages", "200")
     rows = re.findall(r"^\s+(True|False)\s+(True|False)\s+(True|False)\s+(\d+) us$", out, re.M)
     assert len(rows) == 5 and all(int(r[3]) > 0 for r in rows), out
+    store = re.search(r"^redis publish->subscriber (\d+) us$", out, re.M)
+    assert store and int(store.group(1)) > 0, out

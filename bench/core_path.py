@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
+import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -232,7 +233,6 @@ TARGET_P50_C1_MS = 1.0  # p50 at c=1
 def hops_ms(rabbit: RabbitServer, redis: RedisServer, n: int = 1000) -> tuple[float, float]:
     """The two hops every job crosses, timed alone on the same servers: broker (persistent,
     priority queue, per-message TTL, as the backend publishes) and Redis pub/sub, p50 in ms."""
-    import uvloop
 
     async def both() -> tuple[float, float]:
         broker = await hop(rabbit.port, n, persistent=True, priority=True, ttl=True)
@@ -351,7 +351,7 @@ def main() -> int:
             **server_groups(rabbit, redis),
         }
         cpu_rows, proto_rows = [], []
-        results = {}
+        results: dict[int, tuple[dict[str, float], dict[str, float], dict[str, float] | None]] = {}
         for c in args.concurrency:
             floors, paths, protos = [], [], []
             used = dict.fromkeys(groups, 0.0)

@@ -67,7 +67,8 @@ def test_core_path_prints_a_checked_ratio_cpu_per_request_and_the_prototype() ->
     assert verdict, out
     p50, word, floor_part, broker, store, total = verdict.groups()
     assert p50 == path_p50 and floor_part == floor_p50, out
-    assert word == ("met" if float(p50) <= 1.0 else "missed"), out
+    if abs(float(p50) - 1.0) > 0.005:  # the word judges the unrounded p50
+        assert word == ("met" if float(p50) <= 1.0 else "missed"), out
     assert float(broker) > 0 and float(store) > 0, out
     assert abs(float(total) - (float(floor_part) + float(broker) + float(store))) < 0.015, out
     assert "c=64:" not in out, out  # only the concurrencies that ran are judged

@@ -207,16 +207,21 @@ def prototype_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return python([str(ROOT / "bench" / "prototype.py")], env, log)
 
 
-def print_prototype(
-    rows: list[tuple[int, dict[str, float], dict[str, float], dict[str, float]]],
-) -> None:
+Run = dict[str, float]  # one wrk figure set (median_run)
+# By concurrency: the floor's, the path's and (when it ran) the prototype's medians.
+Results = dict[int, tuple[Run, Run, Run | None]]
+
+
+def print_prototype(results: Results) -> None:
     """The prototype's runs beside the path's: each run right after the path's at the same c."""
     print("# best-case prototype (bench/prototype.py), same servers and client, run after the path")
     print(
         f"{'c':>4} {'proto req/s':>12} {'ratio':>6} {'proto p50':>10} {'proto p99':>10} {'bad':>4}"
         f" {'path/proto req/s':>17} {'path/proto p50':>15}"
     )
-    for c, floor, path, proto in rows:
+    for c, (floor, path, proto) in results.items():
+        if proto is None:
+            continue
         flag = "" if proto["bad"] == 0 else "  <- BAD ANSWERS"
         print(
             f"{c:>4} {proto['rps']:>12.0f} {proto['rps'] / floor['rps']:>6.2f} "
@@ -241,10 +246,7 @@ def hops_ms(rabbit: RabbitServer, redis: RedisServer, n: int = 1000) -> tuple[fl
     return uvloop.run(both())
 
 
-def print_verdict(
-    results: dict[int, tuple[dict[str, float], dict[str, float], dict[str, float] | None]],
-    hops: tuple[float, float] | None,
-) -> None:
+def print_verdict(results: Results, hops: tuple[float, float] | None) -> None:
     """The benchmark's target, met or missed, with what the same machine allows beside it: the
     prototype the target came from, and at c=1 the hops alone (HTTP floor + broker + Redis,
     none of the backend's or worker's own work), which no design on this path can go under."""
@@ -350,8 +352,8 @@ def main() -> int:
             "worker": [p.pid for p in workers],
             **server_groups(rabbit, redis),
         }
-        cpu_rows, proto_rows = [], []
-        results: dict[int, tuple[dict[str, float], dict[str, float], dict[str, float] | None]] = {}
+        cpu_rows = []
+        results: Results = {}
         for c in args.concurrency:
             floors, paths, protos = [], [], []
             used = dict.fromkeys(groups, 0.0)
@@ -369,8 +371,6 @@ def main() -> int:
             results[c] = (floor, path, median_run(protos) if protos else None)
             if args.cpu:
                 cpu_rows.append((c, {g: used[g] * 1000 / path["n"] for g in groups}))
-            if protos:
-                proto_rows.append((c, floor, path, median_run(protos)))
             flag = "" if path["bad"] == 0 and floor["bad"] == 0 else "  <- BAD ANSWERS"
             print(
                 f"{c:>4} {floor['rps']:>12.0f} {path['rps']:>11.0f} "
@@ -379,8 +379,8 @@ def main() -> int:
                 f"{path['bad']:>4}{flag}",
                 flush=True,
             )
-        if proto_rows:
-            print_prototype(proto_rows)
+        if args.prototype:
+            print_prototype(results)
         if args.cpu:
             print("# CPU ms per answered request, by process (wrk itself not counted)")
             print(f"{'c':>4} " + " ".join(f"{g:>9}" for g in groups) + f" {'total':>9}")

@@ -27,7 +27,14 @@ async def test_a_withdrawn_worker_leaves_routing_at_once(
     await router.start()
     try:
         assert await router.resolve("m1") == "q1"
-        await asyncio.sleep(0.1)  # the router's subscription is up
+        for _ in range(200):  # until the router's subscription is up (a publish before is lost)
+            if await redis.pubsub_numsub(keys.registry_channel) == [
+                (keys.registry_channel.encode(), 1)
+            ]:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the router never subscribed to the registry channel")
         await withdraw(redis, keys, worker_id="w1", queue="q1")
         started = time.monotonic()
         while time.monotonic() - started < 2:

@@ -1,6 +1,7 @@
 """Redis key and channel layout, all under one `REDIS_PREFIX`.
 
-{prefix}:job:{job_id}        hash: status, model, kind, timestamps, tries, content | error (TTL)
+{prefix}:job:{job_id}        hash: status, model, kind, timestamps, tries, content | error,
+                             finish_reason, prompt_tokens, completion_tokens (TTL)
 {prefix}:notify:{instance}   pub/sub channel of one backend process (results are pushed there)
 {prefix}:models              hash: model name -> JSON announcement (queue, backend, last_seen)
 {prefix}:workers:{queue}     sorted set: worker id -> heartbeat expiry (epoch seconds)

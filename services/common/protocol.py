@@ -39,6 +39,13 @@ class ErrorCode(StrEnum):
     REJECTED = "rejected"  # never run: malformed, not accepted by the broker, too many tries
 
 
+class FinishReason(StrEnum):
+    """Why an answer ended, in OpenAI's words."""
+
+    STOP = "stop"  # the model ended it (end-of-sequence token) or a stop word did
+    LENGTH = "length"  # tokens_limit, or the model's context, ran out
+
+
 class JobKind(StrEnum):
     GENERATE = "generate"
     CHAT = "chat"
@@ -85,3 +92,8 @@ class JobOutcome(BaseModel):
     content: str | None = None
     error: str | None = None
     code: ErrorCode | None = None
+    # A completed job's: why it ended and its size in the model's own tokens (None where the
+    # model cannot count them).
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None

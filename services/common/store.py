@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
-from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus
+from services.common.protocol import JobMessage, JobOutcome, JobStatus
 
 # A job still running after this long gets its pending / in_progress mark written; a faster one
 # only gets its final record (one Redis write per job instead of three on the hot path).
@@ -59,6 +59,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
+
+
+# The job hash's fields that make up its JobOutcome (`error_code` is the outcome's `code`).
+_OUTCOME_FIELDS = (
+    "status",
+    "content",
+    "error",
+    "error_code",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+)
 
 
 def _job_fields(job: JobMessage) -> list[str]:
@@ -118,6 +130,12 @@ class ResultStore:
         fill: list[str] = []
         if outcome.code is not None:
             fill += ["error_code", outcome.code.value]
+        if outcome.finish_reason is not None:
+            fill += ["finish_reason", outcome.finish_reason.value]
+        if outcome.prompt_tokens is not None:
+            fill += ["prompt_tokens", str(outcome.prompt_tokens)]
+        if outcome.completion_tokens is not None:
+            fill += ["completion_tokens", str(outcome.completion_tokens)]
         if job is not None:
             fill += _job_fields(job)
         if started_at is not None:
@@ -149,20 +167,18 @@ class ResultStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self.keys.job(job_id), "status", "content", "error", "error_code")
+                pipe.hmget(self.keys.job(job_id), *_OUTCOME_FIELDS)
             rows = await pipe.execute()
         found = []
-        for job_id, (status, content, error, code) in zip(job_ids, rows, strict=True):
-            if status in (b"completed", b"error"):
-                found.append(
-                    JobOutcome(
-                        job_id=job_id,
-                        status=JobStatus(status.decode()),
-                        content=content.decode() if content is not None else None,
-                        error=error.decode() if error is not None else None,
-                        code=ErrorCode(code.decode()) if code is not None else None,
-                    )
-                )
+        for job_id, values in zip(job_ids, rows, strict=True):
+            if values[0] in (b"completed", b"error"):
+                fields = {
+                    k: v.decode()
+                    for k, v in zip(_OUTCOME_FIELDS, values, strict=True)
+                    if v is not None
+                }
+                fields["code"] = fields.pop("error_code", None)
+                found.append(JobOutcome.model_validate({"job_id": job_id, **fields}))
         return found
 
 

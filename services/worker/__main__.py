@@ -10,37 +10,52 @@ from pydantic import ValidationError
 from services.common.logs import setup_logging
 from services.worker.config import WorkerSettings
 from services.worker.consumer import Worker
-from services.worker.models import build_model
+from services.worker.models import ModelBackend, ModelConfigError, build_model
 
 log = logging.getLogger("services.worker")
 
 
-async def serve(settings: WorkerSettings) -> None:
-    worker = Worker(settings, build_model(settings))
+async def serve(settings: WorkerSettings, model: ModelBackend) -> int:
+    """Run until a signal (exit 0, after draining) or until the model dies (exit 1, at once)."""
+    worker = Worker(settings, model)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     starting = asyncio.create_task(worker.start())
     stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({starting, stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done() and starting.exception() is not None:
         await worker.stop()
         raise starting.exception()  # type: ignore[misc]
-    await stopped
-    log.info("signal received; stopping")
+    if not worker.failed.done():
+        await asyncio.wait({stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
     starting.cancel()
+    stopped.cancel()
+    if worker.failed.done():
+        log.error(
+            "exiting: the model failed (%s); unfinished jobs go back to the queue",
+            worker.failed.result(),
+        )
+        await worker.stop()
+        return 1
+    log.info("signal received; stopping")
     await worker.stop()
+    return 0
 
 
 def main() -> int:
     setup_logging()
     try:
         settings = WorkerSettings()
+        model = build_model(settings)
     except ValidationError as e:
         for err in e.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
             sys.stderr.write(f"invalid setting {loc}: {err['msg']}\n")
+        return 2
+    except ModelConfigError as e:
+        sys.stderr.write(f"invalid setting {e}\n")
         return 2
     try:
         import uvloop
@@ -49,8 +64,7 @@ def main() -> int:
     except ImportError:  # uvloop is an optimisation, not a requirement
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(settings))
-    return 0
+        return runner.run(serve(settings, model))
 
 
 if __name__ == "__main__":

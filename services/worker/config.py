@@ -34,7 +34,9 @@ class WorkerSettings(CommonSettings):
     INNER_LLM_API_KEY: str = ""
     ECHO_TOKEN_DELAY_MS: float = Field(0.0, ge=0)
 
-    WORKER_CONCURRENCY: int = Field(16, ge=1, le=4096)
+    # Jobs the worker holds at once. Unset: as many as the model runs at once (vLLM: its
+    # max_num_seqs), or 16 for models without a capacity of their own.
+    WORKER_CONCURRENCY: int | None = Field(None, ge=1, le=4096)
     # Largest queue length before new jobs are refused (429); 0 means unbounded.
     QUEUE_MAX_LENGTH: int = Field(10000, ge=0)
     # A job started this many times (worker crashes mid-job) is reported failed, not retried.

@@ -41,12 +41,16 @@ from services.common.store import MARK_AFTER_S, ResultStore
 from services.worker.acks import AckBatcher
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
-from services.worker.models import GenerationRequest, ModelBackend, ModelError
+from services.worker.models import GenerationRequest, ModelBackend, ModelDead, ModelError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STORE_RETRY_S = 120.0
+# Jobs a worker holds at once when neither WORKER_CONCURRENCY nor the model says.
+DEFAULT_CONCURRENCY = 16
+# How often the worker asks the model whether it can still serve (vLLM: engine process alive).
+MODEL_CHECK_S = 0.5
 
 
 class Worker:
@@ -55,15 +59,21 @@ class Worker:
         self.model = model
         self.worker_id = f"{settings.MODEL_NAME}-{uuid.uuid4().hex[:8]}"
         self.keys = KeySpace(settings.REDIS_PREFIX)
-        self.redis: Redis = make_redis(settings, max_connections=settings.WORKER_CONCURRENCY + 8)
+        # The store's job writes go over its own pipelined connection; the pool serves the rest.
+        self.redis: Redis = make_redis(settings)
         self.store = ResultStore(self.redis, self.keys, settings.RESULT_TTL)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self.acks = AckBatcher(prefetch=settings.WORKER_CONCURRENCY)
+        self.concurrency = settings.WORKER_CONCURRENCY or DEFAULT_CONCURRENCY  # final after load
+        self.acks = AckBatcher(prefetch=self.concurrency)
         self._stopping = False
+        # Set with the reason when the model can no longer serve; `python -m services.worker`
+        # then exits non-zero and the jobs this worker held go back to the queue.
+        self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._watchdog: asyncio.Task[None] | None = None
         self.heartbeat = Heartbeat(
             self.redis,
             self.keys,
@@ -79,7 +89,8 @@ class Worker:
 
     def _broker_ok(self) -> bool:
         c, ch = self._connection, self._channel
-        return c is not None and c.connected.is_set() and ch is not None and not ch.is_closed
+        broker = c is not None and c.connected.is_set() and ch is not None and not ch.is_closed
+        return broker and not self.failed.done()
 
     async def start(self) -> None:
         """Load the model, then connect and consume; announce only once able to serve."""
@@ -88,12 +99,16 @@ class Worker:
         started = time.perf_counter()
         await self.model.load()
         log.info("model loaded in %.1f s", time.perf_counter() - started)
+        # One worker holds as many jobs as its model runs at once, unless told otherwise.
+        self.concurrency = s.WORKER_CONCURRENCY or self.model.capacity or DEFAULT_CONCURRENCY
+        self.acks = AckBatcher(prefetch=self.concurrency)
+        self._watchdog = asyncio.create_task(self._watch_model(), name="model-watchdog")
         self._connection = await connect_broker(
             self.settings, name=f"worker-{self.worker_id}", attempts=60
         )
         self._channel = await self._connection.channel()  # type: ignore[assignment]
         assert self._channel is not None
-        await self._channel.set_qos(prefetch_count=s.WORKER_CONCURRENCY)
+        await self._channel.set_qos(prefetch_count=self.concurrency)
         self._queue = await declare_model_queue(
             self._channel, s.QUEUE_NAME, max_length=s.QUEUE_MAX_LENGTH
         )
@@ -105,8 +120,19 @@ class Worker:
             self.worker_id,
             s.MODEL_NAME,
             s.QUEUE_NAME,
-            s.WORKER_CONCURRENCY,
+            self.concurrency,
         )
+
+    async def _watch_model(self) -> None:
+        # Polled: the engine shows its death as state (vLLM's `errored`), not as an event.
+        while (reason := self.model.failure()) is None:  # noqa: ASYNC110
+            await asyncio.sleep(MODEL_CHECK_S)
+        self._fail(reason)
+
+    def _fail(self, reason: str) -> None:
+        if not self.failed.done():
+            log.error("the model can no longer serve: %s", reason)
+            self.failed.set_result(reason)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
@@ -142,6 +168,8 @@ class Worker:
                 return
             log.info("job %s started again (model %s, try %d)", job.job_id, job.model, tries)
             outcome = await self._run(job)
+            if outcome is None:
+                return
         else:
             # A first delivery is marked in_progress only if it is still running after
             # MARK_AFTER_S; the final write records when it started either way.
@@ -161,10 +189,14 @@ class Worker:
                 timer.cancel()
                 if marks:  # the mark must land before the final write
                     await asyncio.wait(marks)
+            if outcome is None:
+                return
         # Store, then ack: shielded, so a shutdown cannot cut between the two.
         await asyncio.shield(self._finish(job, outcome, message, taken_at))
 
-    async def _run(self, job: JobMessage) -> JobOutcome:
+    async def _run(self, job: JobMessage) -> JobOutcome | None:
+        """The job's outcome; None when the model died under it (the job stays unacked, so it
+        goes back to the queue when the worker exits)."""
         remaining = job.deadline - time.time()
         if remaining <= 0:
             return self._error(
@@ -176,7 +208,10 @@ class Worker:
         try:
             # asyncio.timeout, not wait_for: no extra task per job on the hot path.
             async with asyncio.timeout(remaining):
-                text = await self.model.generate(request)
+                answer = await self.model.generate(request)
+        except ModelDead as e:
+            self._fail(str(e))
+            return None
         except TimeoutError:
             return self._error(
                 job, "the model did not finish before the job's deadline", ErrorCode.DEADLINE
@@ -186,7 +221,14 @@ class Worker:
         except Exception as e:
             log.exception("job %s: model raised", job.job_id)
             return self._error(job, f"{type(e).__name__}: {e}", ErrorCode.MODEL)
-        return JobOutcome(job_id=job.job_id, status=JobStatus.COMPLETED, content=text)
+        return JobOutcome(
+            job_id=job.job_id,
+            status=JobStatus.COMPLETED,
+            content=answer.text,
+            finish_reason=answer.finish_reason,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
 
     @staticmethod
     def _error(job: JobMessage, reason: str, code: ErrorCode) -> JobOutcome:
@@ -252,6 +294,8 @@ class Worker:
         the channel closes.
         """
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._queue is not None and self._consumer_tag is not None:
             # Bounded: with the broker gone, a cancel would wait for a reconnect.
             with contextlib.suppress(Exception):
@@ -259,9 +303,9 @@ class Worker:
         await self.heartbeat.stop()
         if self._inflight:
             log.info("draining %d job(s)", len(self._inflight))
-            _, pending = await asyncio.wait(
-                set(self._inflight), timeout=self.settings.DRAIN_TIMEOUT
-            )
+            # A dead model finishes nothing more: its jobs go straight back to the queue.
+            drain = 0 if self.failed.done() else self.settings.DRAIN_TIMEOUT
+            _, pending = await asyncio.wait(set(self._inflight), timeout=drain)
             for task in pending:
                 task.cancel()
         await self.acks.flush()  # before the channel closes, or finished jobs would run again

@@ -1,9 +1,26 @@
 """Model backends, chosen by MODEL_BACKEND. Heavy imports happen only for the chosen one."""
 
 from services.worker.config import ModelBackendName, WorkerSettings
-from services.worker.models.base import GenerationRequest, ModelBackend, ModelError
+from services.worker.models.base import (
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    ModelConfigError,
+    ModelDead,
+    ModelError,
+    Piece,
+)
 
-__all__ = ["GenerationRequest", "ModelBackend", "ModelError", "build_model"]
+__all__ = [
+    "Generation",
+    "GenerationRequest",
+    "ModelBackend",
+    "ModelConfigError",
+    "ModelDead",
+    "ModelError",
+    "Piece",
+    "build_model",
+]
 
 
 def build_model(settings: WorkerSettings) -> ModelBackend:
@@ -25,10 +42,7 @@ def build_model(settings: WorkerSettings) -> ModelBackend:
                 api_key=settings.INNER_LLM_API_KEY,
             )
         case ModelBackendName.VLLM:
-            # The vLLM engine backend lands with its own issue
-            # (services/worker/models/vllm_model.py).
-            raise SystemExit(
-                "MODEL_BACKEND=vllm is not available in this build yet; "
-                "use transformers, or openai in front of a vLLM server"
-            )
+            from services.worker.models.vllm_model import VLLMModel
+
+            return VLLMModel.from_settings(settings)
     raise AssertionError(settings.MODEL_BACKEND)

@@ -3,13 +3,21 @@
 Tokens are whitespace-separated words (with their leading whitespace). The answer is the prompt
 (or the last chat message) truncated to `max_tokens` tokens and cut at the first stop word, so
 each answer is recognisably its own request's. `ECHO_TOKEN_DELAY_MS` simulates generation speed.
+Token counts are in these words: the prompt's (its source text's) and the answer's.
 """
 
 import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from services.worker.models.base import GenerationRequest, ModelBackend, cut_at_stop
+from services.common.protocol import FinishReason
+from services.worker.models.base import (
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    Piece,
+    cut_at_stop,
+)
 
 _TOKEN = re.compile(r"\s*\S+")
 
@@ -24,24 +32,36 @@ class EchoModel(ModelBackend):
             return request.prompt
         return request.messages[-1].content if request.messages else ""
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        text = cut_at_stop(self.source_text(request), request.params.stop)
-        end = 0
-        for i, match in enumerate(_TOKEN.finditer(text)):
-            if i >= request.params.max_tokens:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        source = self.source_text(request)
+        text = cut_at_stop(source, request.params.stop)
+        limit = request.params.max_tokens
+        end = n = 0
+        for match in _TOKEN.finditer(text):
+            if n >= limit:
+                yield self._last(source, n, FinishReason.LENGTH)
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
             end = match.end()
-            yield match.group()
-        if end < len(text):  # whitespace before a stop word or the end: part of the answer
-            yield text[end:]
+            n += 1
+            yield Piece(match.group())
+        # Whitespace before a stop word or the end is part of the answer.
+        yield self._last(source, n, FinishReason.STOP, text[end:])
 
-    async def generate(self, request: GenerationRequest) -> str:
+    @staticmethod
+    def _last(source: str, n: int, reason: FinishReason, text: str = "") -> Piece:
+        return Piece(text, reason, len(_TOKEN.findall(source)), n)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
         if self.delay:
             return await super().generate(request)
         # Instant path without a per-token coroutine switch: the load-test baseline.
-        text = cut_at_stop(self.source_text(request), request.params.stop)
+        source = self.source_text(request)
+        text = cut_at_stop(source, request.params.stop)
         limit = request.params.max_tokens
-        tokens = _TOKEN.findall(text, 0)
-        return text if len(tokens) <= limit else "".join(tokens[:limit])
+        tokens = _TOKEN.findall(text)
+        prompt_tokens = len(_TOKEN.findall(source)) if len(text) < len(source) else len(tokens)
+        if len(tokens) <= limit:
+            return Generation(text, FinishReason.STOP, prompt_tokens, len(tokens))
+        return Generation("".join(tokens[:limit]), FinishReason.LENGTH, prompt_tokens, limit)

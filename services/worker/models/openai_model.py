@@ -5,7 +5,15 @@ from typing import Any
 
 import httpx
 
-from services.worker.models.base import GenerationRequest, ModelBackend, ModelError, cut_at_stop
+from services.common.protocol import FinishReason
+from services.worker.models.base import (
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    ModelError,
+    Piece,
+    cut_at_stop,
+)
 
 
 class OpenAIModel(ModelBackend):
@@ -40,7 +48,7 @@ class OpenAIModel(ModelBackend):
         body["prompt"] = request.prompt or ""
         return "/completions", body
 
-    async def generate(self, request: GenerationRequest) -> str:
+    async def generate(self, request: GenerationRequest) -> Generation:
         assert self._client is not None, "load() first"
         path, body = self._body(request)
         try:
@@ -50,16 +58,32 @@ class OpenAIModel(ModelBackend):
         if response.status_code != 200:
             raise ModelError(f"upstream answered {response.status_code}: {response.text[:500]}")
         try:
-            choice = response.json()["choices"][0]
+            answer = response.json()
+            choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+            usage = answer.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise ModelError(f"upstream answer not in OpenAI format: {response.text[:200]}") from e
-        return cut_at_stop(text or "", request.params.stop)
+        full = text or ""
+        cut = cut_at_stop(full, request.params.stop)
+        cut_short = len(cut) < len(full) or choice.get("finish_reason") != "length"
+        return Generation(
+            cut,
+            FinishReason.STOP if cut_short else FinishReason.LENGTH,
+            _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")),
+        )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
         # Whole answer as one piece until token streaming is wired through the queue.
-        yield await self.generate(request)
+        g = await self.generate(request)
+        yield Piece(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _count(value: Any) -> int | None:
+    """A token count from the upstream's `usage`, if it sent a sane one."""
+    return value if isinstance(value, int) and value >= 0 else None

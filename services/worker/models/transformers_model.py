@@ -1,7 +1,8 @@
 """A Hugging Face causal LM loaded from MODEL_PATH (CPU, or GPU when torch sees one).
 
 Generation runs in a thread so the event loop keeps answering broker heartbeats; one generation at
-a time per model (transformers' `generate` does not batch concurrent callers).
+a time per model (transformers' `generate` does not batch concurrent callers). A stream cut short
+(stop word, cancelled caller) stops the model at its next token.
 """
 
 import asyncio
@@ -9,7 +10,15 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.worker.models.base import GenerationRequest, ModelBackend, ModelError, cut_at_stop
+from services.common.protocol import FinishReason
+from services.worker.models.base import (
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    ModelError,
+    Piece,
+    cut_at_stop,
+)
 
 
 class TransformersModel(ModelBackend):
@@ -70,20 +79,31 @@ class TransformersModel(ModelBackend):
             kwargs.update(do_sample=False)
         return kwargs
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        from transformers import TextIteratorStreamer
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        halt = threading.Event()  # set when the answer is cut short or its caller goes away
+
+        class Halt(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return halt.is_set()
 
         async with self._lock:
             inputs = self._inputs(request)
             kwargs = self._generate_kwargs(request, inputs)
+            prompt_len = int(inputs["input_ids"].shape[1])
             streamer = TextIteratorStreamer(
                 self.tokenizer, skip_prompt=True, skip_special_tokens=True
             )
+            result: list[Any] = []
             errors: list[BaseException] = []
 
             def run() -> None:
                 try:
-                    self.model.generate(**kwargs, streamer=streamer)
+                    stopping = StoppingCriteriaList([Halt()])
+                    result.append(
+                        self.model.generate(**kwargs, streamer=streamer, stopping_criteria=stopping)
+                    )
                 except BaseException as e:  # surfaced to the caller below
                     errors.append(e)
                     streamer.end()
@@ -92,35 +112,55 @@ class TransformersModel(ModelBackend):
             thread.start()
             text = ""
             stops = request.params.stop
+            stopped = False
             sentinel = object()
-            while True:
-                piece = await asyncio.to_thread(next, streamer, sentinel)
-                if piece is sentinel:
-                    break
-                assert isinstance(piece, str)
-                cut = cut_at_stop(text + piece, stops)
-                if len(cut) < len(text) + len(piece):
-                    if len(cut) > len(text):
-                        yield cut[len(text) :]
-                    break
-                text += piece
-                if piece:
-                    yield piece
-            await asyncio.to_thread(thread.join)
+            try:
+                while True:
+                    piece = await asyncio.to_thread(next, streamer, sentinel)
+                    if piece is sentinel:
+                        break
+                    assert isinstance(piece, str)
+                    cut = cut_at_stop(text + piece, stops)
+                    if len(cut) < len(text) + len(piece):
+                        halt.set()
+                        stopped = True
+                        if len(cut) > len(text):
+                            yield Piece(cut[len(text) :])
+                        break
+                    text += piece
+                    if piece:
+                        yield Piece(piece)
+            finally:
+                halt.set()  # a cancelled or closed stream stops the model at its next token
+                await asyncio.to_thread(thread.join)
             if errors:
                 raise ModelError(f"{type(errors[0]).__name__}: {errors[0]}")
+            generated = int(result[0].shape[1]) - prompt_len if result else 0
+            yield Piece("", self._finish_reason(stopped, generated, kwargs), prompt_len, generated)
 
-    async def generate(self, request: GenerationRequest) -> str:
+    @staticmethod
+    def _finish_reason(stopped: bool, generated: int, kwargs: dict[str, Any]) -> FinishReason:
+        if not stopped and generated >= kwargs["max_new_tokens"]:
+            return FinishReason.LENGTH
+        return FinishReason.STOP
+
+    async def generate(self, request: GenerationRequest) -> Generation:
         async with self._lock:
             return await asyncio.to_thread(self._generate_sync, request)
 
-    def _generate_sync(self, request: GenerationRequest) -> str:
+    def _generate_sync(self, request: GenerationRequest) -> Generation:
         import torch
 
         inputs = self._inputs(request)
         kwargs = self._generate_kwargs(request, inputs)
+        prompt_len = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
             out = self.model.generate(**kwargs)
-        new = out[0, inputs["input_ids"].shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return cut_at_stop(text, request.params.stop)
+        new = out[0, prompt_len:]
+        full = self.tokenizer.decode(new, skip_special_tokens=True)
+        text = cut_at_stop(full, request.params.stop)
+        stopped = len(text) < len(full)
+        generated = int(new.shape[0])
+        return Generation(
+            text, self._finish_reason(stopped, generated, kwargs), prompt_len, generated
+        )

@@ -1,7 +1,7 @@
 """The echo model's contract: its own input back, truncated to tokens_limit, cut at a stop word."""
 
-from services.common.protocol import ChatMessage, JobKind, SamplingParams
-from services.worker.models.base import GenerationRequest, cut_at_stop
+from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
+from services.worker.models.base import Generation, GenerationRequest, Piece, cut_at_stop
 from services.worker.models.echo import EchoModel
 
 
@@ -19,18 +19,40 @@ def test_cut_at_stop_takes_the_earliest_stop_word() -> None:
     assert cut_at_stop("abc", [""]) == "abc"
 
 
+async def _text(m: EchoModel, req: GenerationRequest) -> str:
+    return (await m.generate(req)).text
+
+
 async def test_echo_truncates_and_stops() -> None:
     m = EchoModel()
-    assert await m.generate(_req("  one two   three four")) == "  one two   three four"
-    assert await m.generate(_req("one two three four", max_tokens=2)) == "one two"
-    assert await m.generate(_req("one two. three", stop=["."])) == "one two"
+    assert await _text(m, _req("  one two   three four")) == "  one two   three four"
+    assert await _text(m, _req("one two three four", max_tokens=2)) == "one two"
+    assert await _text(m, _req("one two. three", stop=["."])) == "one two"
+
+
+async def test_echo_counts_words_as_tokens_and_says_why_it_ended() -> None:
+    for m in (EchoModel(), EchoModel(token_delay_ms=1)):
+        assert await m.generate(_req("one two three four", max_tokens=2)) == Generation(
+            "one two", FinishReason.LENGTH, 4, 2
+        )
+        assert await m.generate(_req("one two. three", stop=["."])) == Generation(
+            "one two", FinishReason.STOP, 3, 2
+        )
+        assert await m.generate(_req("a b c", max_tokens=3)) == Generation(
+            "a b c", FinishReason.STOP, 3, 3
+        )
 
 
 async def test_echo_stream_and_delay_give_the_same_text() -> None:
     slow = EchoModel(token_delay_ms=1)
     req = _req("one two three four", max_tokens=3)
     pieces = [p async for p in slow.stream(req)]
-    assert pieces == ["one", " two", " three"]
+    assert pieces == [
+        Piece("one"),
+        Piece(" two"),
+        Piece(" three"),
+        Piece("", FinishReason.LENGTH, 4, 3),
+    ]
     assert await slow.generate(req) == await EchoModel().generate(req)
 
 
@@ -47,8 +69,8 @@ async def test_echo_is_the_same_text_with_or_without_delay() -> None:
     for req in cases:
         fast = await EchoModel().generate(req)
         assert await EchoModel(token_delay_ms=1).generate(req) == fast, req
-        assert "".join([p async for p in EchoModel().stream(req)]) == fast, req
-    assert await EchoModel().generate(cases[0]) == "hello there parrot "
+        assert "".join([p.text async for p in EchoModel().stream(req)]) == fast.text, req
+    assert await _text(EchoModel(), cases[0]) == "hello there parrot "
 
 
 async def test_echo_chat_answers_the_last_message() -> None:
@@ -57,4 +79,4 @@ async def test_echo_chat_answers_the_last_message() -> None:
         params=SamplingParams(),
         messages=[ChatMessage(role="user", content="q"), ChatMessage(role="user", content="last")],
     )
-    assert await EchoModel().generate(req) == "last"
+    assert await _text(EchoModel(), req) == "last"

@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from services.common.protocol import ChatMessage, JobKind, SamplingParams
-from services.worker.models.base import GenerationRequest, ModelError
+from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
+from services.worker.models.base import Generation, GenerationRequest, ModelError
 from services.worker.models.openai_model import OpenAIModel
 from tests.utils.stack import Stack
 from tools.local.servers import free_port
@@ -30,7 +30,16 @@ def _upstream() -> FastAPI:
         if request.headers.get("authorization") != "Bearer sk-test":
             return {"choices": []}
         text = " | ".join(f"{m['role']}:{m['content']}" for m in body["messages"])
-        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+        return {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> dict:
@@ -62,13 +71,15 @@ async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str)
     chat = GenerationRequest(
         kind=JobKind.CHAT, params=params, messages=[ChatMessage(role="user", content="hi")]
     )
-    assert await model.generate(chat) == "user:hi"
+    # The upstream's finish reason and usage are kept.
+    assert await model.generate(chat) == Generation("user:hi", FinishReason.LENGTH, 5, 7)
     sent = SEEN[-1]
     assert sent["model"] == "served-name" and sent["max_tokens"] == 7
     assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"]
     completion = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="p")
     # The upstream ignored `stop`; the answer is still cut at it.
-    assert await model.generate(completion) == "completion of p "
+    # Cut there, the answer ended at a stop word; no usage sent, no counts.
+    assert await model.generate(completion) == Generation("completion of p ", FinishReason.STOP)
     await model.close()
 
 

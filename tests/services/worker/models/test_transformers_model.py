@@ -7,19 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.protocol import ChatMessage, JobKind, SamplingParams
+from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
 from services.worker.models.base import GenerationRequest, ModelError
 from services.worker.models.transformers_model import TransformersModel
 from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from services.worker.tiny_model import build
-
-    return build(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +32,13 @@ def _req(**kw: object) -> GenerationRequest:
 async def test_greedy_generation_is_deterministic_and_bounded(model: TransformersModel) -> None:
     a = await model.generate(_req(prompt="what is ai"))
     b = await model.generate(_req(prompt="what is ai"))
-    assert a == b and a
-    ids = model.tokenizer(a, add_special_tokens=False).input_ids
+    assert a == b and a.text
+    prompt_ids = model.tokenizer("what is ai").input_ids
+    assert a.prompt_tokens == len(prompt_ids)
+    assert a.completion_tokens is not None and 1 <= a.completion_tokens <= 12
+    if a.completion_tokens == 12:
+        assert a.finish_reason is FinishReason.LENGTH
+    ids = model.tokenizer(a.text, add_special_tokens=False).input_ids
     assert len(ids) <= 12 + 2  # re-tokenising decoded text may merge or split a little
 
 
@@ -48,25 +46,42 @@ async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> Non
     req = _req(prompt="hello world", max_tokens=10)
     pieces = [p async for p in model.stream(req)]
     full = await model.generate(req)
-    assert "".join(pieces) == full
+    assert "".join(p.text for p in pieces) == full.text
+    # The last piece says why it ended and counts the tokens, as generate does.
+    last = pieces[-1]
+    assert (last.finish_reason, last.prompt_tokens, last.completion_tokens) == (
+        full.finish_reason,
+        full.prompt_tokens,
+        full.completion_tokens,
+    )
     # transformers' streamer flushes at word boundaries: one piece per word at least.
-    assert len(pieces) >= len(full.split()) >= 1
+    assert len([p for p in pieces if p.text]) >= len(full.text.split()) >= 1
 
 
 async def test_stop_word_cuts_the_answer(model: TransformersModel) -> None:
-    full = await model.generate(_req(prompt="the model", max_tokens=20))
+    full = (await model.generate(_req(prompt="the model", max_tokens=20))).text
     stop = full.strip().split()[1] if len(full.split()) > 1 else full.strip()[:2]
-    cut = await model.generate(_req(prompt="the model", max_tokens=20, stop=[stop]))
-    assert stop not in cut and full.startswith(cut)
+    req = _req(prompt="the model", max_tokens=20, stop=[stop])
+    for cut in (
+        (await model.generate(req)).text,
+        "".join([p.text async for p in model.stream(req)]),
+    ):
+        assert stop not in cut and full.startswith(cut)
 
 
 async def test_chat_uses_the_chat_template(model: TransformersModel) -> None:
+    messages = [ChatMessage(role="user", content="hello")]
     req = GenerationRequest(
-        kind=JobKind.CHAT,
-        params=SamplingParams(temperature=0, max_tokens=8),
-        messages=[ChatMessage(role="user", content="hello")],
+        kind=JobKind.CHAT, params=SamplingParams(temperature=0, max_tokens=8), messages=messages
     )
-    assert isinstance(await model.generate(req), str)
+    templated = model.tokenizer.apply_chat_template(
+        [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
+    )
+    assert templated.endswith("<|im_start|>assistant\n")
+    answer = await model.generate(req)
+    # The prompt the model saw is the template's rendering, not the bare message.
+    assert answer.prompt_tokens == len(model.tokenizer(templated).input_ids)
+    assert answer.prompt_tokens > len(model.tokenizer("hello").input_ids) + 2
 
 
 async def test_prompt_longer_than_tokens_len_is_a_model_error(tiny_model: Path) -> None:

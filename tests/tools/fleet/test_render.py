@@ -46,6 +46,20 @@ BACKEND_ENV = [
 ]
 
 
+def worker_env_keys(model: dict) -> list[str]:
+    """A worker env file's keys, in order, for a model as the spec gives it.
+
+    A `vllm` model gets `WORKER_CONCURRENCY` only when `worker_concurrency` is set: unset, the
+    worker holds as many jobs as its engine runs at once (`max_num_seqs`).
+    """
+    keys = list(CONTRACT_WORKER_ENV)
+    if model.get("backend", "vllm") == "vllm" and "worker_concurrency" not in model:
+        keys.remove("WORKER_CONCURRENCY")
+    if model.get("backend") == "openai":
+        keys.insert(keys.index("ENGINE_ARGS") + 1, "INNER_LLM_URL")
+    return [*keys, *model.get("env", {})]
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every generated file under root except the credentials."""
     return {
@@ -109,12 +123,7 @@ def test_valid_fleets_render_to_valid_compose(
     assert sorted(compose["services"]) == sorted(["backend", "rabbitmq", "redis", *workers])
     for model in source["models"]:
         env = read_env(out / "env" / f"worker-{model['name']}.env")
-        assert list(env) == [
-            *CONTRACT_WORKER_ENV[:10],
-            *(["INNER_LLM_URL"] if model.get("backend") == "openai" else []),
-            *CONTRACT_WORKER_ENV[10:],
-            *model.get("env", {}),
-        ]
+        assert list(env) == worker_env_keys(model)
         assert env["MODEL_NAME"] == model["name"]
         device_ids = (
             compose["services"][f"worker-{model['name']}"]
@@ -204,13 +213,46 @@ def test_defaults_publish_nothing_but_the_api(cli, tmp_path: Path, load_compose,
         {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
     ]
     env = read_env(out / "env" / "worker-llama3-8b.env")
-    assert list(env) == CONTRACT_WORKER_ENV
+    assert list(env) == [k for k in CONTRACT_WORKER_ENV if k != "WORKER_CONCURRENCY"]
     assert env["MODEL_PATH"] == "/models/llama3-8b" and env["NVIDIA_VISIBLE_DEVICES"] == "0"
     assert env["ENGINE_ARGS"] == "{}" and env["TENSOR_PARALLEL_SIZE"] == "1"
     backend = read_env(out / "env" / "backend.env")
     assert list(backend) == BACKEND_ENV
     assert backend["QUEUE_NAME"] == "llama3-8b" and backend["API_PORT"] == "8000"
     assert backend["JOB_TIMEOUT"] == "300"
+
+
+def test_worker_concurrency_follows_the_engine_for_vllm(cli, write_fleet, tmp_path, read_env):
+    """vLLM: no `WORKER_CONCURRENCY` unless set (the worker follows `max_num_seqs`)."""
+    spec = write_fleet(
+        """
+        models:
+          - {name: engine, path: /m/a, gpus: [0], engine_args: {max_num_seqs: 128}}
+          - {name: capped, path: /m/b, gpus: [1], worker_concurrency: 8}
+          - {name: tf, backend: transformers, path: /m/c}
+          - {name: tf-set, backend: transformers, path: /m/d, worker_concurrency: 2}
+          - {name: echo, backend: echo}
+          - {name: proxy, backend: openai, inner_llm_url: http://llm.internal/v1}
+        """
+    )
+    out = tmp_path / "out"
+    assert cli("render", spec, "--out", out).code == 0
+    got = {
+        name: read_env(out / "env" / f"worker-{name}.env").get("WORKER_CONCURRENCY")
+        for name in ("engine", "capped", "tf", "tf-set", "echo", "proxy")
+    }
+    assert got == {
+        "engine": None,
+        "capped": "8",
+        "tf": "1",
+        "tf-set": "2",
+        "echo": "16",
+        "proxy": "16",
+    }
+    engine = read_env(out / "env" / "worker-engine.env")
+    assert list(engine) == worker_env_keys({})
+    capped = read_env(out / "env" / "worker-capped.env")
+    assert list(capped) == CONTRACT_WORKER_ENV
 
 
 def test_env_values_reach_containers_exactly(cli, tmp_path: Path, compose_config) -> None:

@@ -6,7 +6,6 @@ Tests that take a server down get private servers of their own (`own_servers`).
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.utils.stack import Stack  # noqa: E402
+from tests.utils.stack import Stack, stack_env  # noqa: E402
 from tools.local.servers import RabbitServer, RedisServer  # noqa: E402
 
 
@@ -41,28 +40,12 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def _base_env(redis_port: int, rabbit_port: int, prefix: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBIT_MQ_", "REDIS_"))}
-    env.update(
-        REDIS_HOST="127.0.0.1",
-        REDIS_PORT=str(redis_port),
-        REDIS_PREFIX=prefix,
-        RABBIT_MQ_HOST="127.0.0.1",
-        RABBIT_MQ_PORT=str(rabbit_port),
-        RABBIT_MQ_LOGIN="guest",
-        RABBIT_MQ_PASSWORD="guest",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 @pytest.fixture
 def stack(
     redis_server: RedisServer, rabbit_server: RabbitServer, prefix: str, tmp_path: Path
 ) -> Iterator[Stack]:
     """Start backends and workers against the session's servers; all stopped at the end."""
-    s = Stack(_base_env(redis_server.port, rabbit_server.port, prefix), tmp_path)
+    s = Stack(stack_env(redis_server.port, rabbit_server.port, prefix), tmp_path)
     yield s
     s.close()
 
@@ -84,7 +67,7 @@ def own_stack(
     own_servers: tuple[RedisServer, RabbitServer], prefix: str, tmp_path: Path
 ) -> Iterator[Stack]:
     redis, rabbit = own_servers
-    s = Stack(_base_env(redis.port, rabbit.port, prefix), tmp_path)
+    s = Stack(stack_env(redis.port, rabbit.port, prefix), tmp_path)
     yield s
     s.close()
 

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup/servers.sh
 bash tools/setup/python.sh
+bash tools/setup/vllm.sh
 bash tools/setup/docker.sh
 . tools/setup/build-env.sh
 export PATH="$PWD/.venv/bin:$PATH"  # tools installed in the venv (hadolint, shellcheck)

@@ -63,7 +63,7 @@ def build(out: Path, *, vocab_size: int = 1024, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=8192,  # room for long generations in tests (RoPE)
         tie_word_embeddings=False,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,

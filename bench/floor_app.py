@@ -5,7 +5,7 @@ broker and no store, so the ratio isolates the cost of the queue path."""
 from fastapi import FastAPI, Response
 
 from services.backend.api.main import telemetry
-from services.backend.schemas import PromptModel, ResponseModel, answer_response
+from services.backend.schemas.original import PromptModel, ResponseModel, answer_response
 
 app = FastAPI(telemetry=telemetry())
 

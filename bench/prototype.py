@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from fastapi import FastAPI, Response  # noqa: E402
 
 from services.backend.api.main import telemetry  # noqa: E402
-from services.backend.schemas import PromptModel, ResponseModel, answer_response  # noqa: E402
+from services.backend.schemas.original import PromptModel, ResponseModel, answer_response  # noqa: E402
 from services.common.settings import CommonSettings  # noqa: E402
 
 QUEUE = "prototype"

@@ -13,6 +13,8 @@ class Settings(CommonSettings):
     JOB_TIMEOUT: float = Field(300.0, gt=0)
     # Comma-separated keys; when set, every job endpoint requires one (Bearer or X-API-Key).
     API_KEYS: str = ""
+    # A file of keys, one per line, re-read when it changes; when set, keys are required.
+    API_KEYS_FILE: str = ""
     # Seconds to wait for the broker's confirmation before answering 503.
     PUBLISH_TIMEOUT: float = Field(1.5, gt=0)
     # How often the live-worker view is refreshed from Redis.

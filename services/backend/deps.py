@@ -7,26 +7,26 @@ plain `def` dependencies in a thread pool, and each declared parameter costs on 
 original SDK's `?queue_name=` are read here, from the request, in one step.
 """
 
-import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from services.backend.jobs import JobService
+from services.backend.auth import ApiKeys
+from services.backend.job_service import JobService
 
 
 def check_api_key(request: Request) -> None:
-    """When API_KEYS is set, require `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    keys: frozenset[str] = request.app.state.api_keys
-    if not keys:
+    """When keys are configured, require `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.required:
         return
     headers = request.headers
     given = headers.get("x-api-key")
     authorization = headers.get("authorization")
     if authorization is not None and authorization[:7].lower() == "bearer ":
         given = authorization[7:].strip()
-    if given is None or not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
+    if given is None or not keys.allows(given):
         raise HTTPException(
             status_code=401,
             detail="missing or invalid API key",
@@ -61,3 +61,15 @@ async def get_job_target(request: Request) -> JobTarget:
 
 
 JobTargetDep = Annotated[JobTarget, Depends(get_job_target)]
+
+
+async def require_api_key(request: Request) -> None:
+    """The API-key check as a dependency of its own (the `/v1` routes)."""
+    check_api_key(request)
+
+
+async def get_job_service(request: Request) -> JobService:
+    return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]

@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.backend.api.main import routes, telemetry
+from services.backend.auth import ApiKeys
 from services.backend.config import get_settings
 from services.backend.errors import install_error_handlers
-from services.backend.jobs import JobService
+from services.backend.job_service import JobService
 from services.backend.metrics import JOBS_WAITING
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
@@ -51,7 +52,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await waiter.start()
     await router.start()
     JOBS_WAITING.set_function(lambda: waiter.pending)
-    app.state.api_keys = settings.api_keys
+    api_keys = ApiKeys(settings.api_keys, settings.API_KEYS_FILE)
+    await api_keys.start()
+    app.state.api_keys = api_keys
     app.state.redis = redis
     app.state.publisher = publisher
     app.state.waiter = waiter
@@ -68,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         for name, step in (
+            ("api keys", api_keys.close),
             ("router", router.close),
             ("waiter", waiter.close),
             ("publisher", publisher.close),

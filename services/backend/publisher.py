@@ -6,6 +6,7 @@ its own error instead of a job that silently vanishes (the original published un
 """
 
 import asyncio
+import contextlib
 import logging
 
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
@@ -74,6 +75,32 @@ class JobPublisher:
         except (TimeoutError, AMQPError, ChannelInvalidStateError, ConnectionError) as e:
             log.warning("publish to %s failed: %s", queue, describe(e))
             raise BrokerUnavailable("RabbitMQ did not accept the job") from e
+
+    async def queue_stats(self, queues: list[str]) -> dict[str, tuple[int, int]]:
+        """Ready jobs and consumers of each queue that exists (for /metrics; a passive declare
+        on a channel of its own, since asking about a missing queue closes the channel)."""
+        stats: dict[str, tuple[int, int]] = {}
+        if not self.ready:
+            return stats
+        channel = None
+        try:
+            for queue in queues:
+                if channel is None or channel.is_closed:
+                    channel = await self._connection.channel()
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        ok = (await channel.declare_queue(queue, passive=True)).declaration_result
+                except (TimeoutError, AMQPError, ChannelInvalidStateError) as e:
+                    log.debug("no stats for queue %s: %s", queue, describe(e))
+                    continue
+                stats[queue] = (ok.message_count or 0, ok.consumer_count or 0)
+        except (TimeoutError, AMQPError, ConnectionError) as e:
+            log.debug("queue stats unavailable: %s", describe(e))
+        finally:
+            if channel is not None and not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        return stats
 
     async def close(self) -> None:
         await asyncio.shield(self._connection.close())

@@ -75,6 +75,14 @@ class ModelRouter:
             except (RedisError, OSError) as e:
                 raise StoreUnavailable("Redis is unreachable") from e
 
+    def live_models(self) -> list[tuple[str, str]]:
+        """(model name, queue) of every name with a live worker, sorted by name."""
+        return sorted((s.model, s.queue) for s in self._by_model.values() if s.live_workers)
+
+    @property
+    def states(self) -> list[ModelState]:
+        return list(self._by_model.values())
+
     @property
     def known_models(self) -> list[str]:
         return sorted(self._by_model)

@@ -36,7 +36,10 @@ class ResultWaiter:
         self._store = store
         self.channel = channel
         self._sweep_s = sweep_s
-        self._waiting: dict[str, tuple[asyncio.Future[JobOutcome], float]] = {}
+        # job id -> (its outcome, since when, the event its new pieces set: streamed jobs only)
+        self._waiting: dict[
+            str, tuple[asyncio.Future[JobOutcome], float, asyncio.Event | None]
+        ] = {}
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -48,10 +51,16 @@ class ResultWaiter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.subscribed.wait(), 2.0)
 
-    def expect(self, job_id: str) -> asyncio.Future[JobOutcome]:
-        """Register interest in `job_id`; call before publishing the job."""
+    def expect(
+        self, job_id: str, pieces: asyncio.Event | None = None
+    ) -> asyncio.Future[JobOutcome]:
+        """Register interest in `job_id`; call before publishing the job.
+
+        A streamed job passes `pieces`, set whenever the worker says new pieces are in the job's
+        stream, and when its outcome arrives.
+        """
         fut: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        self._waiting[job_id] = (fut, time.monotonic())
+        self._waiting[job_id] = (fut, time.monotonic(), pieces)
         return fut
 
     def forget(self, job_id: str) -> None:
@@ -65,8 +74,15 @@ class ResultWaiter:
         entry = self._waiting.pop(outcome.job_id, None)
         if entry is not None and not entry[0].done():
             entry[0].set_result(outcome)
+            if entry[2] is not None:
+                entry[2].set()
 
     def _on_push(self, data: bytes) -> None:
+        if data[:1] != b"{":  # a bare job id: new pieces in a streamed job's stream
+            entry = self._waiting.get(data.decode(errors="replace"))
+            if entry is not None and entry[2] is not None:
+                entry[2].set()
+            return
         try:
             self._resolve(parse_outcome(data))
         except ValueError:
@@ -109,7 +125,7 @@ class ResultWaiter:
 
     async def _sweep(self, min_age: float) -> None:
         now = time.monotonic()
-        ids = [j for j, (_, since) in self._waiting.items() if now - since >= min_age]
+        ids = [j for j, (_, since, _) in self._waiting.items() if now - since >= min_age]
         for outcome in await self._store.outcomes(ids):
             self._resolve(outcome)
 
@@ -125,6 +141,6 @@ class ResultWaiter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for fut, _ in self._waiting.values():
+        for fut, _, _ in self._waiting.values():
             fut.cancel()
         self._waiting.clear()

@@ -2,7 +2,11 @@
 
 {prefix}:job:{job_id}        hash: status, model, kind, timestamps, tries, content | error,
                              finish_reason, prompt_tokens, completion_tokens (TTL)
-{prefix}:notify:{instance}   pub/sub channel of one backend process (results are pushed there)
+{prefix}:pieces:{job_id}     stream of a streamed job's answer: `t` entries (text), then one
+                             `end` entry (the outcome), written by the same script as the record
+{prefix}:notify:{instance}   pub/sub channel of one backend process: outcomes (JSON) and, for
+                             streamed jobs, the bare job id when new pieces are in its stream
+{prefix}:cancel              pub/sub channel: a job id every worker stops (or skips) at once
 {prefix}:models              hash: model name -> JSON announcement (queue, backend, last_seen)
 {prefix}:workers:{queue}     sorted set: worker id -> heartbeat expiry (epoch seconds)
 {prefix}:registry            pub/sub channel: a worker withdrew (payload: its queue)
@@ -17,6 +21,13 @@ class KeySpace:
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
+
+    def pieces(self, job_id: str) -> str:
+        return f"{self.prefix}:pieces:{job_id}"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.prefix}:cancel"
 
     def notify_channel(self, instance_id: str) -> str:
         return f"{self.prefix}:notify:{instance_id}"

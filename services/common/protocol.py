@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     MODEL = "model"  # the model backend raised: 502 with its message
     DEADLINE = "deadline"  # not finished by the job's deadline: 504
     REJECTED = "rejected"  # never run: malformed, not accepted by the broker, too many tries
+    CANCELLED = "cancelled"  # the client cancelled it (DELETE /v1/jobs/{id}, or went away)
 
 
 class FinishReason(StrEnum):
@@ -60,6 +61,7 @@ class SamplingParams(BaseModel):
     """What the model needs to know about how to generate; defaults are the original API's."""
 
     temperature: float = Field(0.2, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(8096, gt=0)
     stop: list[str] = Field(default_factory=list)
 
@@ -76,8 +78,11 @@ class JobMessage(BaseModel):
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
     params: SamplingParams = Field(default_factory=SamplingParams)
-    # Redis channel of the backend process waiting for this job.
+    # Redis channel of the backend process waiting for this job ("" when nobody waits: an
+    # async job, read back from its record).
     notify: str
+    # Publish the answer's pieces as they are made (a Redis Stream per job, see store.py).
+    stream: bool = False
     created_at: float
     # Epoch seconds after which nobody waits for the answer: the worker reports it failed instead.
     deadline: float
@@ -97,3 +102,7 @@ class JobOutcome(BaseModel):
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # When the worker started and finished it (epoch seconds, the worker's clock): the backend's
+    # queue-wait and generation-time metrics.
+    started_at: float | None = None
+    finished_at: float | None = None

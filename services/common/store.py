@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
-from services.common.protocol import JobMessage, JobOutcome, JobStatus
+from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus
 
 # A job still running after this long gets its pending / in_progress mark written; a faster one
 # only gets its final record (one Redis write per job instead of three on the hot path).
@@ -45,9 +45,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'in_progress', tries}
 """
 
-# KEYS[1] job hash. ARGV: status, now, ttl, field, value, channel, payload, and a JSON array of
-# field/value strings set only where absent (what a fast job's skipped marks would have written;
-# one argument instead of a dozen: redis-py packs each argument in Python, per job).
+# KEYS[1] job hash, KEYS[2] (optional) the job's piece stream. ARGV: status, now, ttl, field,
+# value, channel, payload (the outcome), a JSON array of field/value strings set only where absent
+# (what a fast job's skipped marks would have written; one argument instead of a dozen: redis-py
+# packs each argument in Python, per job), and whether to end the stream even if it has no pieces.
+# The stream's `end` entry is written here, with the record: every final write ends the stream.
 # Returns 1 when this write made the job final, 0 when it already was.
 _FINISH = """
 local s = redis.call('HGET', KEYS[1], 'status')
@@ -56,9 +58,26 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], ARGV[4], 
 local fill = cjson.decode(ARGV[8])
 for i = 1, #fill, 2 do redis.call('HSETNX', KEYS[1], fill[i], fill[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if KEYS[2] and (ARGV[9] == '1' or redis.call('EXISTS', KEYS[2]) == 1) then
+  redis.call('XADD', KEYS[2], '*', 'end', ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
+
+# KEYS[1] the job's piece stream. ARGV: text, ttl, max entries, channel, job id. The waiting
+# backend is nudged with the bare job id and reads the new pieces itself (a reader that comes
+# late, or lost its subscription, reads the same stream from its start).
+_APPEND = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"""
+
+# Entries a piece stream keeps (the writer coalesces pieces, so one entry often holds many).
+PIECES_MAX = 20_000
 
 
 # The job hash's fields that make up its JobOutcome (`error_code` is the outcome's `code`).
@@ -90,6 +109,7 @@ class ResultStore:
         self._create = redis.register_script(_CREATE)
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
+        self._append = redis.register_script(_APPEND)
         self._pipe = AutoPipeline(redis)
 
     async def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
@@ -117,16 +137,21 @@ class ResultStore:
         *,
         job: JobMessage | None = None,
         started_at: float | None = None,
+        end_stream: bool | None = None,
     ) -> bool:
         """Store the final outcome and push it to `notify`; False if the job was already final.
 
         `job` and `started_at` fill in the record of a job whose marks were skipped.
+        `end_stream` adds the `end` entry to the job's piece stream: True always, None only if
+        pieces were written, False never. Default: the `job`'s own `stream` flag, else None.
         """
         if outcome.status is JobStatus.COMPLETED:
             field, value = "content", outcome.content or ""
         else:
             field, value = "error", outcome.error or "unknown error"
-        payload = outcome.model_dump_json() if notify else ""
+        if end_stream is None and job is not None:
+            end_stream = job.stream
+        payload = outcome.model_dump_json() if notify or end_stream is not False else ""
         fill: list[str] = []
         if outcome.code is not None:
             fill += ["error_code", outcome.code.value]
@@ -150,8 +175,46 @@ class ResultStore:
             payload,
             orjson.dumps(fill),
         ]
-        done = await self._eval(self._finish, [self.keys.job(outcome.job_id)], args)
+        keys = [self.keys.job(outcome.job_id)]
+        if end_stream is not False:
+            keys.append(self.keys.pieces(outcome.job_id))
+            args.append("1" if end_stream else "0")
+        done = await self._eval(self._finish, keys, args)
         return bool(done)
+
+    async def append(self, job_id: str, text: str, notify: str = "") -> None:
+        """Add a piece of a streamed job's answer, and nudge the backend waiting on `notify`."""
+        key = self.keys.pieces(job_id)
+        await self._eval(self._append, [key], [text, self.ttl, PIECES_MAX, notify, job_id])
+
+    async def read_pieces(
+        self, job_id: str, after: str | None = None
+    ) -> tuple[str | None, list[str], JobOutcome | None]:
+        """The pieces written after entry `after` (None: from the start): the last entry read
+        (the next call's `after`), their texts, and the outcome if the stream has ended."""
+        start = "-" if after is None else f"({after}"
+        rows = await self._pipe.submit("XRANGE", self.keys.pieces(job_id), start, "+")
+        texts: list[str] = []
+        for entry_id, fields in rows:
+            after = entry_id.decode()
+            name, value = fields[0], fields[1]
+            if name == b"end":
+                return after, texts, parse_outcome(value)
+            texts.append(value.decode())
+        return after, texts, None
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
+        """Fail a job as cancelled and tell every worker to stop it (or skip it when taken).
+
+        False if it had already finished: nothing to cancel.
+        """
+        outcome = JobOutcome(
+            job_id=job_id, status=JobStatus.ERROR, error=reason, code=ErrorCode.CANCELLED
+        )
+        if not await self.finish(outcome, end_stream=None):
+            return False
+        await self.redis.publish(self.keys.cancel_channel, job_id)
+        return True
 
     async def aclose(self) -> None:
         """Close the pipeline's own connection (the Redis client's pool is its owner's to close)."""

@@ -33,15 +33,19 @@ from services.common.logs import describe
 from services.common.protocol import (
     FINAL_STATUSES,
     ErrorCode,
+    FinishReason,
     JobMessage,
     JobOutcome,
     JobStatus,
 )
 from services.common.store import MARK_AFTER_S, ResultStore
 from services.worker.acks import AckBatcher
+from services.worker.cancels import CancelListener
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
 from services.worker.models import GenerationRequest, ModelBackend, ModelDead, ModelError
+from services.worker.models.base import Generation, Piece
+from services.worker.pieces import PieceWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +71,9 @@ class Worker:
         self._queue: AbstractRobustQueue | None = None
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        # The deadline scope of each running job: a cancel moves its deadline to now.
+        self._running: dict[str, asyncio.Timeout] = {}
+        self.cancels = CancelListener(self.redis, self.keys, self._stop_job)
         self.concurrency = settings.WORKER_CONCURRENCY or DEFAULT_CONCURRENCY  # final after load
         self.acks = AckBatcher(prefetch=self.concurrency)
         self._stopping = False
@@ -112,6 +119,7 @@ class Worker:
         self._queue = await declare_model_queue(
             self._channel, s.QUEUE_NAME, max_length=s.QUEUE_MAX_LENGTH
         )
+        await self.cancels.start()
         heap.settle()  # start-up is done (model loaded, broker connected): before serving
         self._consumer_tag = await self._queue.consume(self._on_message)
         await self.heartbeat.start()
@@ -128,6 +136,12 @@ class Worker:
         while (reason := self.model.failure()) is None:  # noqa: ASYNC110
             await asyncio.sleep(MODEL_CHECK_S)
         self._fail(reason)
+
+    def _stop_job(self, job_id: str) -> None:
+        """A cancel for a job this worker runs: end its generation now."""
+        scope = self._running.get(job_id)
+        if scope is not None:
+            scope.reschedule(asyncio.get_running_loop().time())
 
     def _fail(self, reason: str) -> None:
         if not self.failed.done():
@@ -205,14 +219,25 @@ class Worker:
         request = GenerationRequest(
             kind=job.kind, params=job.params, prompt=job.prompt, messages=job.messages
         )
+        started_at = time.time()
         try:
-            # asyncio.timeout, not wait_for: no extra task per job on the hot path.
-            async with asyncio.timeout(remaining):
-                answer = await self.model.generate(request)
+            # asyncio.timeout, not wait_for: no extra task per job on the hot path. A cancel
+            # reschedules it to now (`_stop_job`).
+            async with asyncio.timeout(remaining) as scope:
+                self._running[job.job_id] = scope
+                if job.job_id in self.cancels:
+                    return self._error(job, "cancelled before it started", ErrorCode.CANCELLED)
+                if job.stream:
+                    answer = await self._stream(job, request)
+                else:
+                    answer = await self.model.generate(request)
         except ModelDead as e:
             self._fail(str(e))
             return None
         except TimeoutError:
+            if job.job_id in self.cancels:
+                log.info("job %s cancelled: generation stopped", job.job_id)
+                return self._error(job, "cancelled by the client", ErrorCode.CANCELLED)
             return self._error(
                 job, "the model did not finish before the job's deadline", ErrorCode.DEADLINE
             )
@@ -221,6 +246,8 @@ class Worker:
         except Exception as e:
             log.exception("job %s: model raised", job.job_id)
             return self._error(job, f"{type(e).__name__}: {e}", ErrorCode.MODEL)
+        finally:
+            self._running.pop(job.job_id, None)
         return JobOutcome(
             job_id=job.job_id,
             status=JobStatus.COMPLETED,
@@ -228,6 +255,30 @@ class Worker:
             finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            started_at=started_at,
+            finished_at=time.time(),
+        )
+
+    async def _stream(self, job: JobMessage, request: GenerationRequest) -> Generation:
+        """Generate while writing the pieces to the job's stream as they come."""
+        writer = PieceWriter(self.store, job.job_id, job.notify)
+        text: list[str] = []
+        last = Piece("")
+        try:
+            # aclosing: an interrupted stream is closed here, so the model stops generating.
+            async with contextlib.aclosing(self.model.stream(request)) as pieces:
+                async for piece in pieces:
+                    writer.add(piece.text)
+                    text.append(piece.text)
+                    last = piece
+            await writer.flush()
+        finally:
+            writer.abandon()
+        return Generation(
+            "".join(text),
+            last.finish_reason or FinishReason.STOP,
+            last.prompt_tokens,
+            last.completion_tokens,
         )
 
     @staticmethod
@@ -301,6 +352,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._queue.cancel(self._consumer_tag), 5)
         await self.heartbeat.stop()
+        await self.cancels.stop()
         if self._inflight:
             log.info("draining %d job(s)", len(self._inflight))
             # A dead model finishes nothing more: its jobs go straight back to the queue.

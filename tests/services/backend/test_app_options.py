@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 
 from services.backend.api import main as api
 from services.backend.main import create_app
@@ -48,12 +49,22 @@ def test_every_route_of_every_router_is_served_from_the_app_itself() -> None:
     assert all(type(r).__name__ != "_IncludedRouter" for r in app.routes)
 
 
-def test_a_router_with_settings_of_its_own_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    prefixed = APIRouter(prefix="/v2")
+def test_a_routers_prefix_and_dependencies_survive_flattening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`/v1` is a prefixed router with the key check as its dependency: both must still apply
+    once its routes are served from the app's own router."""
 
-    @prefixed.get("/x")
-    async def x() -> None: ...
+    async def refuse() -> None:
+        raise HTTPException(status_code=401, detail="no")
 
-    monkeypatch.setattr(api, "ROUTERS", (*api.ROUTERS, prefixed))
-    with pytest.raises(ValueError, match="include it instead"):
-        FastAPI(routes=api.routes())
+    guarded = APIRouter(prefix="/v2", dependencies=[Depends(refuse)])
+
+    @guarded.get("/x")
+    async def x() -> dict[str, str]:
+        return {"reached": "yes"}
+
+    monkeypatch.setattr(api, "ROUTERS", (*api.ROUTERS, guarded))
+    client = TestClient(FastAPI(routes=api.routes()))
+    assert client.get("/v2/x").status_code == 401
+    assert client.get("/x").status_code == 404

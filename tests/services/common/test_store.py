@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from services.common.keys import KeySpace
 from services.common.protocol import ErrorCode, JobKind, JobMessage, JobOutcome, JobStatus
@@ -90,3 +91,71 @@ async def test_an_error_keeps_its_code_in_the_push_and_the_record(store: ResultS
     assert await store.outcomes(["d"]) == [late]
     assert (await store.get("d"))["error_code"] == "deadline"
     await pubsub.aclose()
+
+
+async def test_pieces_stream_ends_with_the_outcome_written_with_the_record(
+    store: ResultStore, redis_server: RedisServer, prefix: str
+) -> None:
+    job = _job("s1").model_copy(update={"stream": True, "notify": f"{prefix}:n"})
+    sub = Redis(port=redis_server.port).pubsub()
+    await sub.subscribe(job.notify)
+    await store.append("s1", "Hello", job.notify)
+    await store.append("s1", " world", job.notify)
+    cursor, texts, end = await store.read_pieces("s1")
+    assert texts == ["Hello", " world"] and end is None
+    # Reading on from the cursor gives nothing new until more is written.
+    assert (await store.read_pieces("s1", cursor))[1:] == ([], None)
+    done = JobOutcome(job_id="s1", status=JobStatus.COMPLETED, content="Hello world")
+    assert await store.finish(done, job.notify, job=job)
+    cursor2, texts, end = await store.read_pieces("s1", cursor)
+    assert texts == [] and end is not None and end.content == "Hello world"
+    # A late reader reads the whole answer from the start.
+    _, texts, end = await store.read_pieces("s1")
+    assert texts == ["Hello", " world"] and end is not None
+    # Each piece nudged the waiting backend with the job id; the outcome was pushed as JSON.
+    pushed = await _messages(sub, 3)
+    assert pushed[:2] == [b"s1", b"s1"] and parse_outcome(pushed[2]).content == "Hello world"
+    await sub.aclose()
+
+
+async def test_a_streamed_job_failed_before_any_piece_still_ends_its_stream(
+    store: ResultStore,
+) -> None:
+    job = _job("s2").model_copy(update={"stream": True})
+    failed = JobOutcome(job_id="s2", status=JobStatus.ERROR, error="boom", code=ErrorCode.MODEL)
+    assert await store.finish(failed, job=job)
+    _, texts, end = await store.read_pieces("s2")
+    assert texts == [] and end is not None and end.error == "boom"
+    # A job that does not stream gets no stream at all.
+    assert await store.finish(JobOutcome(job_id="s3", status=JobStatus.ERROR), job=_job("s3"))
+    assert await store.read_pieces("s3") == (None, [], None)
+
+
+async def test_cancel_fails_the_job_tells_workers_and_ends_a_started_stream(
+    store: ResultStore, redis_server: RedisServer, prefix: str
+) -> None:
+    sub = Redis(port=redis_server.port).pubsub()
+    await sub.subscribe(store.keys.cancel_channel)
+    await store.append("c1", "partial")
+    assert await store.cancel("c1") is True
+    record = await store.get("c1")
+    assert record["status"] == "error" and record["error_code"] == "cancelled"
+    _, texts, end = await store.read_pieces("c1")
+    assert texts == ["partial"] and end is not None and end.code is ErrorCode.CANCELLED
+    assert await _messages(sub, 1) == [b"c1"]
+    # A finished job cannot be cancelled (and its answer stays).
+    await store.finish(JobOutcome(job_id="c2", status=JobStatus.COMPLETED, content="done"))
+    assert await store.cancel("c2") is False
+    assert (await store.get("c2"))["status"] == "completed"
+    await sub.aclose()
+
+
+async def _messages(sub: PubSub, n: int) -> list[bytes]:
+    """The next `n` messages' payloads (subscribe confirmations skipped), within 5 s."""
+    found: list[bytes] = []
+    async with asyncio.timeout(5):
+        while len(found) < n:
+            message = await sub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                found.append(message["data"])
+    return found

@@ -5,6 +5,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from services.backend.metrics import LIVE_WORKERS, QUEUE_CONSUMERS, QUEUE_DEPTH
+
 router = APIRouter(tags=["health"])
 
 
@@ -36,5 +38,14 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    """Prometheus text; the fleet's gauges (queue depth, consumers, live workers) read now."""
+    state = request.app.state
+    models = state.jobs.router.states
+    for model in models:
+        LIVE_WORKERS.labels(model.model).set(model.live_workers)
+    queues = sorted({model.queue for model in models})
+    for queue, (depth, consumers) in (await state.publisher.queue_stats(queues)).items():
+        QUEUE_DEPTH.labels(queue).set(depth)
+        QUEUE_CONSUMERS.labels(queue).set(consumers)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -13,14 +13,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from services.common.protocol import ChatMessage
 
 
-def _none_to_default(default: Any) -> BeforeValidator:
+def none_to_default(default: Any) -> BeforeValidator:
+    """A field whose `null` means its default (what the original clients and OpenAI SDKs send)."""
     return BeforeValidator(lambda v: default if v is None else v)
 
 
 class PromptMeta(BaseModel):
-    temperature: Annotated[float, _none_to_default(0.2), Field(ge=0, le=2)] = 0.2
-    tokens_limit: Annotated[int, _none_to_default(8096), Field(gt=0)] = 8096
-    stop_words: Annotated[list[str], _none_to_default([])] = Field(default_factory=list)
+    temperature: Annotated[float, none_to_default(0.2), Field(ge=0, le=2)] = 0.2
+    tokens_limit: Annotated[int, none_to_default(8096), Field(gt=0)] = 8096
+    stop_words: Annotated[list[str], none_to_default([])] = Field(default_factory=list)
     model: str | None = None
 
 
@@ -29,7 +30,7 @@ class _JobRequest(BaseModel):
 
     job_id: str | None = Field(None, max_length=256)
     priority: int | None = None
-    meta: Annotated[PromptMeta, _none_to_default({})] = Field(default_factory=PromptMeta)
+    meta: Annotated[PromptMeta, none_to_default({})] = Field(default_factory=PromptMeta)
 
 
 class PromptModel(_JobRequest):

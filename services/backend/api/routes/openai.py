@@ -1,0 +1,128 @@
+"""OpenAI's API: `/v1/models`, `/v1/chat/completions`, `/v1/completions` (SSE with `stream`).
+
+The same jobs, routing and errors as the original endpoints; a streamed answer is relayed from
+the job's piece stream as the worker writes it. A client that disconnects cancels its job.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.backend.deps import JobServiceDep, require_api_key
+from services.backend.errors import ApiError, openai_error
+from services.backend.job_service import JobService
+from services.backend.schemas.openai import (
+    ChatCompletionRequest,
+    ChunkMaker,
+    CompletionRequest,
+    answer,
+)
+from services.common.protocol import JobOutcome, JobStatus
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/models")
+async def list_models(jobs: JobServiceDep) -> Response:
+    """The models live workers serve, each of their names (aliases included) as its own entry."""
+    now = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": now, "owned_by": "llm-wrap", "queue": queue}
+        for name, queue in jobs.router.live_models()
+    ]
+    return _json({"object": "list", "data": data})
+
+
+@router.post("/chat/completions")
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, jobs: JobServiceDep
+) -> Response:
+    """A chat completion: OpenAI's body and answer; `stream: true` for server-sent events."""
+    return await _serve(body, request, jobs)
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request, jobs: JobServiceDep) -> Response:
+    """A text completion from one prompt."""
+    return await _serve(body, request, jobs)
+
+
+def watch_disconnect(request: Request) -> asyncio.Task[None]:
+    """A task that ends when the client disconnects (the body has been read by now, so the next
+    ASGI message is the disconnect). Cancel it once the answer is sent."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return asyncio.create_task(wait())
+
+
+async def _serve(
+    body: ChatCompletionRequest | CompletionRequest, request: Request, jobs: JobService
+) -> Response:
+    accepted = await jobs.accept(**body.job(), stream=body.stream)
+    job = accepted.job
+    gone = watch_disconnect(request)
+    if not body.stream:
+        try:
+            outcome = await jobs.complete(accepted, body.priority, gone)
+        finally:
+            gone.cancel()
+        return _json(answer(job.kind, job.job_id, body.model, int(job.created_at), outcome))
+    events = jobs.stream(accepted, body.priority, gone)
+    try:
+        # Errors before the first text (404 excepted, already raised) still get their status.
+        first = await anext(events)
+    except BaseException:
+        gone.cancel()
+        await events.aclose()
+        raise
+    maker = ChunkMaker(job.kind, job.job_id, body.model, body.include_usage)
+    return StreamingResponse(
+        _sse(maker, first, events, gone),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event(data: dict[str, object]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def _sse(
+    maker: ChunkMaker,
+    item: str | JobOutcome,
+    events: AsyncIterator[str | JobOutcome],
+    gone: asyncio.Task[None],
+) -> AsyncIterator[bytes]:
+    """OpenAI's chunk stream, ending with `data: [DONE]`; an error after the first text is sent
+    in-band as OpenAI's error body (the status line is long gone)."""
+    try:
+        if (opening := maker.first()) is not None:
+            yield _event(opening)
+        while True:
+            if isinstance(item, str):
+                yield _event(maker.text(item))
+            elif item.status is JobStatus.ERROR:
+                yield _event(openai_error(item.error or "the model failed", 502, item.code))
+                return
+            else:
+                for chunk in maker.last(item):
+                    yield _event(chunk)
+                break
+            item = await anext(events)
+        yield b"data: [DONE]\n\n"
+    except ApiError as e:
+        yield _event(openai_error(e.message, e.status_code, e.code))
+    finally:
+        gone.cancel()
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def _json(body: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")

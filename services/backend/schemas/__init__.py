@@ -1,0 +1,1 @@
+"""HTTP bodies: the original protollm-api's (`original`) and OpenAI's (`openai`)."""

@@ -1,0 +1,282 @@
+"""OpenAI's request bodies (chat and text completions) and the answers built from a job.
+
+Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
+A parameter the workers cannot honour (n > 1, logprobs, tools, penalties, seed...) is refused
+with a 400 naming it, never silently dropped. `priority` is this server's extra field (the queue's
+AMQP priority, 0..10, higher first), passed with the SDK's `extra_body`.
+
+Answers are built as dicts and serialised with orjson (no second validation per response).
+"""
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.backend.errors import BadRequest
+from services.backend.schemas.original import none_to_default
+from services.common.protocol import (
+    MAX_PRIORITY,
+    ChatMessage,
+    FinishReason,
+    JobKind,
+    JobOutcome,
+    SamplingParams,
+)
+
+# A chat without max_tokens runs to the model's context (the worker clamps it); OpenAI's
+# completions default is 16.
+CHAT_MAX_TOKENS = 8096
+COMPLETION_MAX_TOKENS = 16
+MAX_STOP_WORDS = 16
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    tool_calls: list[Any] | None = None
+
+    def plain(self, index: int) -> ChatMessage:
+        if self.tool_calls:
+            raise BadRequest("tool calls are not supported", f"messages[{index}].tool_calls")
+        content = self.content
+        if isinstance(content, list):
+            if any(part.type != "text" for part in content):
+                raise BadRequest(
+                    "only text content parts are supported", f"messages[{index}].content"
+                )
+            content = "".join(part.text or "" for part in content)
+        return ChatMessage(role=self.role, content=content or "")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    temperature: Annotated[float, none_to_default(1.0), Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, none_to_default(1.0), Field(gt=0, le=1)] = 1.0
+    stop: str | list[str] | None = None
+    stream: Annotated[bool, none_to_default(False)] = False
+    stream_options: StreamOptions | None = None
+    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
+    user: str | None = None
+    # Accepted only with the values that mean "off" (see `refuse_unsupported`).
+    n: int | None = None
+    logprobs: bool | int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    seed: int | None = None
+
+    def stop_words(self) -> list[str]:
+        words = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(words) > MAX_STOP_WORDS:
+            raise BadRequest(f"at most {MAX_STOP_WORDS} stop sequences", "stop")
+        return words
+
+    def refuse_unsupported(self) -> None:
+        """400 for what no worker does (rather than an answer that silently ignores it)."""
+        if self.n not in (None, 1):
+            raise BadRequest("n > 1 is not supported: send one request per choice", "n")
+        if self.logprobs:
+            raise BadRequest("logprobs are not supported", "logprobs")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name) not in (None, 0):
+                raise BadRequest(f"{name} is not supported", name)
+        if self.logit_bias:
+            raise BadRequest("logit_bias is not supported", "logit_bias")
+        if self.seed is not None:
+            raise BadRequest("seed is not supported", "seed")
+        if self.stream_options is not None and not self.stream:
+            raise BadRequest("stream_options is only allowed with stream: true", "stream_options")
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0)
+    max_completion_tokens: int | None = Field(None, gt=0)
+    top_logprobs: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.top_logprobs:
+            raise BadRequest("top_logprobs is not supported", "top_logprobs")
+        for name in ("tools", "functions"):
+            if getattr(self, name):
+                raise BadRequest(f"{name} (function calling) is not supported", name)
+        if self.tool_choice not in (None, "none"):
+            raise BadRequest("tool_choice is not supported", "tool_choice")
+        if self.response_format and self.response_format.get("type") != "text":
+            raise BadRequest("only response_format type 'text' is supported", "response_format")
+
+    def job(self) -> dict[str, Any]:
+        """The job's fields (JobService.accept's arguments)."""
+        self.refuse_unsupported()
+        limit = self.max_completion_tokens or self.max_tokens or CHAT_MAX_TOKENS
+        return {
+            "kind": JobKind.CHAT,
+            "model": self.model,
+            "messages": [m.plain(i) for i, m in enumerate(self.messages)],
+            "params": SamplingParams(
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_tokens=limit,
+                stop=self.stop_words(),
+            ),
+        }
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: Annotated[int, none_to_default(COMPLETION_MAX_TOKENS), Field(gt=0)] = (
+        COMPLETION_MAX_TOKENS
+    )
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.echo:
+            raise BadRequest("echo is not supported", "echo")
+        if self.suffix:
+            raise BadRequest("suffix is not supported", "suffix")
+        if self.best_of not in (None, 1):
+            raise BadRequest("best_of > 1 is not supported", "best_of")
+
+    def prompt_text(self) -> str:
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return prompt
+        if len(prompt) == 1 and isinstance(prompt[0], str):
+            return prompt[0]
+        if prompt and all(isinstance(p, str) for p in prompt):
+            raise BadRequest("one prompt per request: send the others separately", "prompt")
+        raise BadRequest("prompts must be text (token ids are not supported)", "prompt")
+
+    def job(self) -> dict[str, Any]:
+        self.refuse_unsupported()
+        return {
+            "kind": JobKind.GENERATE,
+            "model": self.model,
+            "prompt": self.prompt_text(),
+            "params": SamplingParams(
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_tokens=self.max_tokens,
+                stop=self.stop_words(),
+            ),
+        }
+
+
+def parse_job_request(body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
+    """A `/v1/jobs` body: a chat (has `messages`) or a text completion (has `prompt`)."""
+    if "messages" in body:
+        return ChatCompletionRequest.model_validate(body)
+    return CompletionRequest.model_validate(body)
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+def response_id(kind: JobKind, job_id: str) -> str:
+    return f"{'chatcmpl' if kind is JobKind.CHAT else 'cmpl'}-{job_id}"
+
+
+def usage(outcome: JobOutcome) -> dict[str, int] | None:
+    """OpenAI's usage from the worker's token counts (None where the model cannot count)."""
+    if outcome.prompt_tokens is None or outcome.completion_tokens is None:
+        return None
+    return {
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+    }
+
+
+def answer(kind: JobKind, job_id: str, model: str, created: int, outcome: JobOutcome) -> dict:
+    """The non-streamed answer: `chat.completion` or `text_completion`."""
+    finish = (outcome.finish_reason or FinishReason.STOP).value
+    text = outcome.content or ""
+    if kind is JobKind.CHAT:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        obj = "text_completion"
+    body: dict[str, Any] = {
+        "id": response_id(kind, job_id),
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [choice],
+    }
+    if (counts := usage(outcome)) is not None:
+        body["usage"] = counts
+    return body
+
+
+class ChunkMaker:
+    """The chunks of one streamed answer (`chat.completion.chunk` or `text_completion`)."""
+
+    def __init__(self, kind: JobKind, job_id: str, model: str, include_usage: bool) -> None:
+        self.kind = kind
+        self.base = {
+            "id": response_id(kind, job_id),
+            "object": "chat.completion.chunk" if kind is JobKind.CHAT else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self.include_usage = include_usage
+
+    def _chunk(self, choice: dict[str, Any] | None) -> dict[str, Any]:
+        chunk = {**self.base, "choices": [choice] if choice is not None else []}
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def first(self) -> dict[str, Any] | None:
+        """A chat stream opens with the assistant's role (as OpenAI's does)."""
+        if self.kind is not JobKind.CHAT:
+            return None
+        delta = {"role": "assistant", "content": ""}
+        return self._chunk({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+
+    def text(self, text: str, finish: str | None = None) -> dict[str, Any]:
+        if self.kind is JobKind.CHAT:
+            delta = {"content": text} if text else {}
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        return self._chunk(choice)
+
+    def last(self, outcome: JobOutcome) -> list[dict[str, Any]]:
+        """The finishing chunk, and the usage chunk when the client asked for it."""
+        chunks = [self.text("", (outcome.finish_reason or FinishReason.STOP).value)]
+        if self.include_usage:
+            chunks.append({**self.base, "choices": [], "usage": usage(outcome)})
+        return chunks

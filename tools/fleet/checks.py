@@ -175,7 +175,7 @@ def check_models(models: Mapping[int, ModelSpec]) -> list[Problem]:
 
 
 def check_ports(settings: FleetSettings) -> list[Problem]:
-    """Host ports: the backend's range and the opt-in loopback broker/store ports must not clash."""
+    """Host ports: the backend's range and every opt-in published port must not clash."""
     out: list[Problem] = []
     backend = settings.backend
     last = backend.port + backend.replicas - 1
@@ -187,17 +187,22 @@ def check_ports(settings: FleetSettings) -> list[Problem]:
             )
         )
     taken = {p: "backend.port" for p in range(backend.port, min(last, 65535) + 1)}
-    for name, svc in (("rabbitmq", settings.rabbitmq), ("redis", settings.redis)):
-        if not svc.publish:
-            continue
-        if svc.port in taken:
-            out.append(
-                Problem(
-                    f"{name}.port", f"host port {svc.port} is already used by {taken[svc.port]}"
-                )
-            )
+    published = [
+        (f"{name}.port", svc.port)
+        for name, svc in (("rabbitmq", settings.rabbitmq), ("redis", settings.redis))
+        if svc.publish
+    ]
+    monitoring = settings.monitoring
+    if monitoring.enabled:
+        published += [
+            ("monitoring.prometheus_port", monitoring.prometheus_port),
+            ("monitoring.grafana_port", monitoring.grafana_port),
+        ]
+    for path, port in published:
+        if port in taken:
+            out.append(Problem(path, f"host port {port} is already used by {taken[port]}"))
         else:
-            taken[svc.port] = f"{name}.port"
+            taken[port] = path
     return out
 
 

@@ -51,8 +51,14 @@ def _render(args: argparse.Namespace) -> int:
         sys.stdout.write(f"removed stale {', '.join(str(out / r) for r in result.removed)}\n")
     if result.secrets_created:
         sys.stdout.write(
-            f"wrote credentials to {out / 'env/secrets.env'} (mode 0600; keep it out of git, "
-            "later renders reuse it)\n"
+            f"wrote credentials and the API key (API_KEYS) to {out / 'env/secrets.env'} "
+            "(mode 0600; keep it out of git, later renders reuse it)\n"
+        )
+    if result.monitoring_url:
+        sys.stdout.write(
+            f"monitoring: docker compose -f {out / COMPOSE_FILE} --profile monitoring up -d; "
+            f"Grafana at {result.monitoring_url} (user admin, password "
+            f"GF_SECURITY_ADMIN_PASSWORD in {out / 'env/secrets.env'})\n"
         )
     return 0
 

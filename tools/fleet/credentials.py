@@ -1,9 +1,13 @@
-"""Broker and store credentials: generated once into `env/secrets.env`, then reused.
+"""The stack's secrets: generated once into `env/secrets.env`, then reused.
 
 RabbitMQ applies `RABBITMQ_DEFAULT_USER/PASS` only when its data volume is empty, so a new
 password on every render would lock the stack out of its own broker. Hence: an existing,
 consistent secrets.env is never rewritten; missing values are added, nothing else changes.
 The compose file only names the file, so no secret ever lands in a file meant for git.
+
+The file also holds the API key (`API_KEYS`, one generated key; ops may list more, comma-separated)
+and, with monitoring, Grafana's admin password under the image's own name. A fleet that took
+`API_KEYS` from `DIR/.env` before render generated it keeps those keys: they seed the file.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ ALIASES = {
     "RABBITMQ_DEFAULT_USER": "RABBIT_MQ_LOGIN",
     "RABBITMQ_DEFAULT_PASS": "RABBIT_MQ_PASSWORD",
 }
-KEYS = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD", *ALIASES)
+API_KEYS = "API_KEYS"
+GRAFANA_PASSWORD = "GF_SECURITY_ADMIN_PASSWORD"
+# Keys every secrets.env has, in file order; GRAFANA_PASSWORD follows when monitoring is on.
+KEYS = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD", *ALIASES, API_KEYS)
+_GENERATED = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD", API_KEYS, GRAFANA_PASSWORD)
+# The compose project's own dotenv file, where API_KEYS had to be set before render made one.
+DOTENV = ".env"
 _FORBIDDEN = {("guest", "guest"), ("admin", "admin")}
 
 
@@ -34,13 +44,39 @@ def _token() -> str:
             return token
 
 
-def generate() -> dict[str, str]:
+def keys(monitoring: bool) -> tuple[str, ...]:
+    """The keys secrets.env must hold for this fleet, in file order."""
+    return (*KEYS, GRAFANA_PASSWORD) if monitoring else KEYS
+
+
+def generate(monitoring: bool = False) -> dict[str, str]:
     values = {
         "RABBIT_MQ_LOGIN": f"llmwrap-{secrets.token_hex(4)}",
         "RABBIT_MQ_PASSWORD": _token(),
         "REDIS_PASSWORD": _token(),
     }
-    return {**values, **{alias: values[key] for alias, key in ALIASES.items()}}
+    values |= {alias: values[key] for alias, key in ALIASES.items()}
+    values[API_KEYS] = _token()
+    if monitoring:
+        values[GRAFANA_PASSWORD] = _token()
+    return values
+
+
+def _dotenv_api_keys(out_dir: Path) -> tuple[str | None, list[Problem]]:
+    """`API_KEYS` of `out_dir/.env`, the keys a fleet used before render generated one."""
+    path = out_dir / DOTENV
+    try:
+        value = envfile.parse(path.read_text(encoding="utf-8")).get(API_KEYS, "").strip()
+    except FileNotFoundError:
+        return None, []
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return None, [Problem(str(path), f"not read for {API_KEYS} ({e}); generated a key", True)]
+    if not value:
+        return None, []
+    note = (
+        f"{API_KEYS} copied into {SECRETS_FILE} (the backend's keys live there now); remove it here"
+    )
+    return value, [Problem(str(path), note, True)]
 
 
 @dataclass
@@ -52,21 +88,27 @@ class Secrets:
     problems: list[Problem]
 
 
-def load_or_create(out_dir: Path) -> Secrets:
+def load_or_create(out_dir: Path, monitoring: bool = False) -> Secrets:
     """Reuse `out_dir/env/secrets.env` when it exists, completing it if keys are missing."""
     path = out_dir / SECRETS_FILE
-    fresh = generate()
+    fresh = generate(monitoring)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Secrets(fresh, True, [])
+        text = None
     except (OSError, UnicodeDecodeError) as e:
         return Secrets({}, False, [Problem(str(path), f"cannot read: {e}")])
     try:
-        old = envfile.parse(text)
+        old = envfile.parse(text) if text is not None else {}
     except ValueError as e:
         return Secrets({}, False, [Problem(str(path), f"{e}; fix it or delete the file")])
     problems: list[Problem] = []
+    if not old.get(API_KEYS):
+        seed, problems = _dotenv_api_keys(out_dir)
+        if seed is not None:
+            fresh[API_KEYS] = seed
+    if text is None:
+        return Secrets(fresh, True, problems)
     values = dict(old)
     for alias, key in ALIASES.items():
         if key in values and alias in values and values[key] != values[alias]:
@@ -79,8 +121,8 @@ def load_or_create(out_dir: Path) -> Secrets:
             )
         if key not in values and alias in values:
             values[key] = values[alias]
-    for key in ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD"):
-        if not values.get(key):
+    for key in _GENERATED:
+        if key in fresh and not values.get(key):
             values[key] = fresh[key]
     for alias, key in ALIASES.items():
         values.setdefault(alias, values[key])
@@ -91,5 +133,5 @@ def load_or_create(out_dir: Path) -> Secrets:
         problems.append(
             Problem(str(path), f"is readable by others (mode {mode:04o}); chmod 600 it", True)
         )
-    complete = all(key in old for key in KEYS)
+    complete = all(old.get(key) for key in keys(monitoring))
     return Secrets(values, not complete, problems)

@@ -18,6 +18,9 @@ _UUID_RE = re.compile(r"^(GPU|MIG)-[A-Za-z0-9][A-Za-z0-9/-]*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENGINE_KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[kmg]$")
+# A Prometheus duration, in the one-unit form (`15s`, `1m`, `15d`).
+DURATION_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+_IP_RE = re.compile(r"^[0-9.]+$|^\[?[0-9a-fA-F:]+\]?$")
 NETWORK_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -127,4 +130,11 @@ def check_name(value: str, what: str) -> str:
         )
     if len(value) > MAX_NAME_LEN:
         raise ValueError(f"{value!r} is too long for a {what} (at most {MAX_NAME_LEN} characters)")
+    return value
+
+
+def check_ip(value: str) -> str:
+    """A host address to publish on (compose checks it in full; this catches names and typos)."""
+    if not _IP_RE.match(value):
+        raise ValueError(f"{value!r} is not an IP address")
     return value

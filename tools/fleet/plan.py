@@ -8,7 +8,9 @@ Choices worth knowing (also in docs/fleet.md):
 - workers get `stop_grace_period` = `job_timeout`: a draining worker finishes what it holds;
 - `WORKER_CONCURRENCY` is left out for vLLM unless set: the worker then holds as many jobs as
   the engine runs at once (`max_num_seqs`), so it never starves the engine's batch;
-- the backend's replicas share one published port range, one host port per replica.
+- the backend's replicas share one published port range, one host port per replica;
+- the backend reads `API_KEYS` from secrets.env; with `require_api_keys: false` its `environment`
+  blanks it (environment wins over env_file), so the generated key is there but not enforced.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from tools.fleet import checks, envfile
 from tools.fleet.build import Fleet
-from tools.fleet.credentials import SECRETS_FILE
+from tools.fleet.credentials import API_KEYS, SECRETS_FILE
 from tools.fleet.fields import GpuId
 from tools.fleet.spec import FleetSpec, ModelSpec
 
@@ -86,6 +88,7 @@ class Plan:
     workers: list[Worker]
     volumes: tuple[str, ...]
     secrets_file: str
+    api_keys_enforced: bool
 
 
 def escape(value: str) -> str:
@@ -93,16 +96,16 @@ def escape(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def _image(spec: FleetSpec, name: str) -> str:
+def image_name(spec: FleetSpec, name: str) -> str:
     registry = spec.images.registry
     return f"{registry}/{name}" if registry else name
 
 
-def _host(address: str) -> str:
+def publish_host(address: str) -> str:
     return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
-def _pairs(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def env_pairs(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(key, envfile.quote(value)) for key, value in items]
 
 
@@ -179,7 +182,7 @@ def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
     return Worker(
         service=f"worker-{model.name}",
         model=model.name,
-        image=escape(model.image or _image(spec, default)),
+        image=escape(model.image or image_name(spec, default)),
         env_file=f"env/worker-{model.name}.env",
         mount_source=escape(model.path) if model.path else None,
         mount_target=f"{MODELS_ROOT}/{model.name}",
@@ -188,7 +191,7 @@ def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
         healthcheck=Healthcheck(
             ["CMD", "python", "-m", "services.worker.healthcheck"], "15s", "10s", 3, f"{start}s"
         ),
-        env=_pairs(worker_env(spec, model, devices)),
+        env=env_pairs(worker_env(spec, model, devices)),
     )
 
 
@@ -197,11 +200,8 @@ def make_plan(fleet: Fleet) -> Plan:
     backend = spec.backend
     last = backend.port + backend.replicas - 1
     ports = f"{backend.port}-{last}" if backend.replicas > 1 else str(backend.port)
-    environment = []
-    if backend.require_api_keys:
-        environment.append(
-            ("API_KEYS", "${API_KEYS:?set API_KEYS (comma-separated keys) in the shell or .env}")
-        )
+    # Enforced: the key in secrets.env reaches the backend through its env_file, untouched.
+    environment = [] if backend.require_api_keys else [(API_KEYS, "")]
     redis_args = "--appendonly yes" if spec.redis.appendonly else "--appendonly no"
     loopback = "127.0.0.1"
     return Plan(
@@ -212,7 +212,7 @@ def make_plan(fleet: Fleet) -> Plan:
         log_max_file=str(spec.logging.max_file),
         stop_grace_period=f"{spec.job_timeout}s",
         rabbitmq=Infra(
-            image=escape(_image(spec, spec.images.rabbitmq)),
+            image=escape(image_name(spec, spec.images.rabbitmq)),
             command=None,
             ports=[f"{loopback}:{spec.rabbitmq.port}:{RABBIT_PORT}"]
             if spec.rabbitmq.publish
@@ -228,7 +228,7 @@ def make_plan(fleet: Fleet) -> Plan:
             ),
         ),
         redis=Infra(
-            image=escape(_image(spec, spec.images.redis)),
+            image=escape(image_name(spec, spec.images.redis)),
             # Through sh so the password comes from the container's env, not the compose file;
             # re-entering the image's entrypoint keeps its drop to the redis user.
             command=[
@@ -250,16 +250,17 @@ def make_plan(fleet: Fleet) -> Plan:
             ),
         ),
         backend=Backend(
-            image=escape(_image(spec, spec.images.backend)),
-            ports=[f"{_host(backend.host)}:{ports}:{API_PORT}"],
+            image=escape(image_name(spec, spec.images.backend)),
+            ports=[f"{publish_host(backend.host)}:{ports}:{API_PORT}"],
             replicas=backend.replicas if backend.replicas > 1 else None,
             environment=environment,
             healthcheck=Healthcheck(
                 ["CMD", "python", "-m", "services.backend.healthcheck"], "10s", "5s", 3, "20s"
             ),
         ),
-        backend_env=_pairs(backend_env(spec)),
+        backend_env=env_pairs(backend_env(spec)),
         workers=[_worker(spec, m, d) for m, d in zip(spec.models, fleet.devices, strict=True)],
         volumes=VOLUMES,
         secrets_file=SECRETS_FILE,
+        api_keys_enforced=backend.require_api_keys,
     )

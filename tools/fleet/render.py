@@ -1,4 +1,5 @@
-"""Render a checked fleet to `DIR/docker-compose.yml` and `DIR/env/*.env`.
+"""Render a checked fleet to `DIR/docker-compose.yml`, `DIR/env/*.env` and, with monitoring,
+the Prometheus and Grafana config under `DIR/monitoring/`.
 
 Everything is rendered in memory first and written only when the whole fleet is valid; files
 whose content did not change are left alone, so output is byte-identical for the same input and
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import jinja2
 
-from tools.fleet import credentials, envfile
+from tools.fleet import credentials, envfile, monitoring
 from tools.fleet.build import build
 from tools.fleet.inventory import Inventory
+from tools.fleet.monitoring import Monitoring, make_monitoring
 from tools.fleet.plan import Plan, make_plan
 from tools.fleet.problems import FleetError, Problem
 
@@ -45,23 +47,37 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_files(plan: Plan) -> dict[str, str]:
+def render_files(plan: Plan, mon: Monitoring | None = None) -> dict[str, str]:
     """Relative path -> content of every generated file except secrets.env."""
     env = environment()
+    compose = env.get_template("docker-compose.yml.j2")
     files = {
-        COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(plan=plan),
+        COMPOSE_FILE: compose.render(plan=plan, monitoring=mon),
         "env/backend.env": env.get_template("backend.env.j2").render(env=plan.backend_env),
     }
     worker_template = env.get_template("worker.env.j2")
     for worker in plan.workers:
         files[worker.env_file] = worker_template.render(worker=worker)
+    if mon is not None:
+        grafana_env = env.get_template("grafana.env.j2")
+        files[mon.grafana_env_file] = grafana_env.render(env=mon.grafana_env)
+        for rel in monitoring.RENDERED:
+            files[rel] = env.get_template(f"{rel}.j2").render(monitoring=mon)
+        for rel in monitoring.COPIED:
+            files[rel] = (TEMPLATES / rel).read_text(encoding="utf-8")
     return files
 
 
+def _stale(out_dir: Path, files: dict[str, str]) -> list[str]:
+    """Generated files this render no longer makes: other models' env files, monitoring's."""
+    candidates = [f"env/{p.name}" for p in sorted((out_dir / "env").glob("worker-*.env"))]
+    candidates += [monitoring.GRAFANA_ENV_FILE, *monitoring.RENDERED, *monitoring.COPIED]
+    return [rel for rel in candidates if rel not in files and (out_dir / rel).is_file()]
+
+
 def secrets_text(values: dict[str, str]) -> str:
-    ordered = [k for k in credentials.KEYS if k in values] + [
-        k for k in values if k not in credentials.KEYS
-    ]
+    known = credentials.keys(monitoring=True)
+    ordered = [k for k in known if k in values] + [k for k in values if k not in known]
     pairs = [(k, envfile.quote(values[k])) for k in ordered]
     return environment().get_template("secrets.env.j2").render(env=pairs)
 
@@ -85,6 +101,15 @@ def _write(path: Path, content: str, mode: int = 0o644) -> bool:
     return True
 
 
+def _mkdirs(out_dir: Path, rel: Path) -> None:
+    """Create `out_dir/rel`; folders under monitoring/ are bind-mounted into containers whose
+    non-root users (Prometheus' nobody, Grafana's 472) must list them whatever the umask."""
+    (out_dir / rel).mkdir(parents=True, exist_ok=True)
+    if rel.parts[:1] == ("monitoring",):
+        for depth in range(1, len(rel.parts) + 1):
+            (out_dir / Path(*rel.parts[:depth])).chmod(0o755)
+
+
 @dataclass
 class Rendered:
     """What a render did, for the one-line summary."""
@@ -94,17 +119,19 @@ class Rendered:
     removed: list[str]
     warnings: list[Problem]
     secrets_created: bool
+    monitoring_url: str | None
 
 
 def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) -> Rendered:
     """Check, render and write; raise FleetError (having written nothing) on any problem."""
     fleet = build(fleet_path, inventory)
     plan = make_plan(fleet)
-    files = render_files(plan)
+    mon = make_monitoring(fleet.spec)
+    files = render_files(plan, mon)
     for target in (out_dir, out_dir / "env"):
         if target.exists() and not target.is_dir():
             raise FleetError([Problem(str(target), "exists and is not a directory")])
-    secrets = credentials.load_or_create(out_dir)
+    secrets = credentials.load_or_create(out_dir, mon is not None)
     problems = [p for p in secrets.problems if not p.warning]
     if problems:
         raise FleetError(problems)
@@ -112,23 +139,25 @@ def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) 
     try:
         (out_dir / "env").mkdir(parents=True, exist_ok=True)
         for rel, content in files.items():
+            _mkdirs(out_dir, Path(rel).parent)
             if _write(out_dir / rel, content):
                 written.append(rel)
         if secrets.write and _write(
             out_dir / credentials.SECRETS_FILE, secrets_text(secrets.values), 0o600
         ):
             written.append(credentials.SECRETS_FILE)
-        for stale in sorted((out_dir / "env").glob("worker-*.env")):
-            if f"env/{stale.name}" not in files:
-                stale.unlink()
-                removed.append(f"env/{stale.name}")
+        for rel in _stale(out_dir, files):
+            (out_dir / rel).unlink()
+            removed.append(rel)
     except OSError as e:
         where = e.filename or out_dir
         raise FleetError([Problem(str(where), f"cannot write: {e.strerror or e}")]) from e
+    extra = ["prometheus", "grafana"] if mon else []
     return Rendered(
-        services=["backend", "rabbitmq", "redis", *(w.service for w in plan.workers)],
+        services=["backend", "rabbitmq", "redis", *(w.service for w in plan.workers), *extra],
         written=written,
         removed=removed,
         warnings=fleet.warnings + secrets.problems,
         secrets_created=secrets.write,
+        monitoring_url=mon.grafana_url if mon else None,
     )

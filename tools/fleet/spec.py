@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tools.fleet.fields import (
+    DURATION_RE,
     NETWORK_RE,
     PROJECT_RE,
     SIZE_RE,
@@ -22,6 +23,7 @@ from tools.fleet.fields import (
     EnvMap,
     GpuList,
     Port,
+    check_ip,
     check_name,
 )
 
@@ -156,7 +158,7 @@ class ImagesSpec(StrictModel):
 
     registry: str = Field(
         default="",
-        description="Prefix put before the five images below (e.g. `registry.local:5000`); "
+        description="Prefix put before the images below (e.g. `registry.local:5000`); "
         "per-model `image` overrides are used as written.",
     )
     backend: str = Field(default="llmwrap/backend:0.1.0", description="Backend (API) image.")
@@ -170,6 +172,12 @@ class ImagesSpec(StrictModel):
     )
     rabbitmq: str = Field(default="rabbitmq:3.13-alpine", description="RabbitMQ image.")
     redis: str = Field(default="redis:7.2-alpine", description="Redis image.")
+    prometheus: str = Field(
+        default="prom/prometheus:v2.55.1", description="Prometheus image (`monitoring`)."
+    )
+    grafana: str = Field(
+        default="grafana/grafana:11.4.0", description="Grafana image (`monitoring`)."
+    )
 
     @field_validator("registry")
     @classmethod
@@ -194,16 +202,16 @@ class BackendSpec(StrictModel):
     )
     require_api_keys: bool = Field(
         default=False,
-        description="Require `API_KEYS` (comma-separated) from the shell or a `.env` next to the "
-        "compose file; `docker compose up` refuses to start without it.",
+        description="Require an API key on every request: the backend reads `API_KEYS` "
+        "(comma-separated) from `env/secrets.env`, where render generates one key and keeps "
+        "what you list there. When false, the backend gets `API_KEYS` empty and accepts "
+        "requests without a key.",
     )
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        if not re.match(r"^[0-9.]+$|^\[?[0-9a-fA-F:]+\]?$", value):
-            raise ValueError(f"{value!r} is not an IP address")
-        return value
+        return check_ip(value)
 
 
 class RabbitMQSpec(StrictModel):
@@ -223,6 +231,41 @@ class RedisSpec(StrictModel):
     appendonly: bool = Field(
         default=True, description="Persist with Redis' append-only file in the `redis-data` volume."
     )
+
+
+class MonitoringSpec(StrictModel):
+    """Prometheus and Grafana, in the compose profile `monitoring`."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Render `prometheus` and `grafana` (and their config under `monitoring/`); "
+        "they start with `docker compose --profile monitoring up -d`. Grafana's `admin` "
+        "password is generated into `env/secrets.env`.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Host address Prometheus and Grafana are published on.",
+    )
+    prometheus_port: Port = Field(default=9090, description="Host port of Prometheus.")
+    grafana_port: Port = Field(default=3000, description="Host port of Grafana.")
+    scrape_interval: str = Field(
+        default="15s", description="How often Prometheus scrapes every backend's `/metrics`."
+    )
+    retention: str = Field(
+        default="15d", description="How long Prometheus keeps samples (`prometheus-data` volume)."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_ip(value)
+
+    @field_validator("scrape_interval", "retention")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a duration like 15s, 1m or 15d")
+        return value
 
 
 class LoggingSpec(StrictModel):
@@ -273,6 +316,9 @@ class FleetSettings(StrictModel):
     rabbitmq: RabbitMQSpec = Field(default_factory=RabbitMQSpec, description="The broker.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="The result store.")
     logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Log rotation.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description="Prometheus and Grafana."
+    )
 
     @field_validator("restart", "memory_check", mode="before")
     @classmethod

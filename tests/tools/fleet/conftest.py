@@ -124,7 +124,7 @@ def compose_config(docker_compose: list[str]) -> Callable[..., subprocess.Comple
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "API_KEYS": "k1,k2", **(env or {})},
+            env={**os.environ, **(env or {})},
             timeout=60,
         )
 

@@ -217,6 +217,25 @@ def test_host_ports_must_not_clash(tmp_path) -> None:
     ]
 
 
+def test_monitoring_ports_must_not_clash(tmp_path) -> None:
+    got = errors(
+        tmp_path,
+        [m("a", [0])],
+        backend={"port": 3000},
+        redis={"publish": True, "port": 9090},
+        monitoring={"enabled": True},
+    )
+    assert got == [
+        "monitoring.prometheus_port: host port 9090 is already used by redis.port",
+        "monitoring.grafana_port: host port 3000 is already used by backend.port",
+    ]
+    assert errors(tmp_path, [m("a", [0])], monitoring={"enabled": True, "grafana_port": 9090}) == [
+        "monitoring.grafana_port: host port 9090 is already used by monitoring.prometheus_port"
+    ]
+    # Not rendered, so not published: no clash.
+    assert errors(tmp_path, [m("a", [0])], backend={"port": 3000}) == []
+
+
 def test_gpus_absent_from_inventory(tmp_path) -> None:
     got = errors(tmp_path, [m("a", [7, 8]), m("b", ["GPU-ffffffff"])], INVENTORY)
     assert "models[0].gpus: GPU 8 is not in the inventory (gpus.csv lists GPUs 0-7)" in got

@@ -24,6 +24,7 @@ EXAMPLES = [
 
 def generated(root: Path) -> dict[str, str]:
     files = [root / "docker-compose.yml", *sorted((root / "env").glob("*.env"))]
+    files += sorted(p for p in (root / "monitoring").rglob("*") if p.is_file())
     return {
         str(p.relative_to(root)): p.read_text(encoding="utf-8")
         for p in files
@@ -58,6 +59,8 @@ def test_example_services(load_compose) -> None:
         "worker-llama3-8b",
         "worker-qwen2.5-32b",
         "worker-llama3-70b",
+        "prometheus",
+        "grafana",
     ]
     demo = load_compose(REPO / "compose" / "cpu-demo")["services"]
     assert list(demo) == ["rabbitmq", "redis", "backend", "worker-echo", "worker-tiny-llama"]

@@ -142,7 +142,12 @@ def test_service_shape(cli, tmp_path: Path, load_compose) -> None:
     services = compose["services"]
     assert compose["name"] == "prod-fleet"
     assert compose["networks"] == {"prod_net": {"name": "prod_net", "driver": "bridge"}}
-    assert set(compose["volumes"]) == {"rabbitmq-data", "redis-data"}
+    assert set(compose["volumes"]) == {
+        "rabbitmq-data",
+        "redis-data",
+        "prometheus-data",
+        "grafana-data",
+    }
     for name, svc in services.items():
         assert svc["networks"] == ["prod_net"], name
         assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
@@ -151,6 +156,10 @@ def test_service_shape(cli, tmp_path: Path, load_compose) -> None:
             "driver": "json-file",
             "options": {"max-size": "50m", "max-file": "5"},
         }
+        if name in ("prometheus", "grafana"):
+            assert svc["profiles"] == ["monitoring"], name
+            continue
+        assert "profiles" not in svc, name
         assert "env/secrets.env" in svc["env_file"]
         if name not in ("rabbitmq", "redis"):
             assert svc["depends_on"] == {
@@ -271,11 +280,29 @@ def test_env_values_reach_containers_exactly(cli, tmp_path: Path, compose_config
     assert got["REDIS_PASSWORD"] == "golden-redis-password"
 
 
-def test_api_keys_must_come_from_the_environment(cli, tmp_path: Path, compose_config) -> None:
+def backend_environment(compose_config, out: Path, **env: str) -> dict[str, str]:
+    done = compose_config(out, "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["services"]["backend"]["environment"]
+
+
+def test_backend_reads_the_generated_api_key(cli, tmp_path: Path, compose_config) -> None:
+    """`require_api_keys: true`: the keys of secrets.env, with nothing to set in the shell."""
     out = tmp_path / "out"
     assert render_case(cli, "full", out).code == 0
-    done = compose_config(out, "-q", env={"API_KEYS": ""})
-    assert done.returncode != 0 and "API_KEYS" in done.stderr
+    compose = (out / "docker-compose.yml").read_text()
+    assert "API_KEYS" not in compose and "golden-api-key" not in compose
+    for shell in ({}, {"API_KEYS": ""}, {"API_KEYS": "from-the-shell"}):
+        env = backend_environment(compose_config, out, **shell)
+        assert env["API_KEYS"] == "golden-api-key,second-key", shell
+
+
+def test_api_key_not_enforced_unless_required(cli, tmp_path: Path, compose_config) -> None:
+    """`require_api_keys: false`: the key is generated but the backend gets API_KEYS empty."""
+    out = tmp_path / "out"
+    assert render_case(cli, "minimal", out).code == 0
+    assert "API_KEYS=golden-api-key" in (out / "env" / "secrets.env").read_text()
+    assert backend_environment(compose_config, out)["API_KEYS"] == ""
 
 
 def test_render_is_deterministic(cli, tmp_path: Path) -> None:

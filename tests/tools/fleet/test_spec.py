@@ -35,6 +35,12 @@ def test_smallest_spec_gets_every_default() -> None:
     assert spec.images.rabbitmq == "rabbitmq:3.13-alpine"
     assert spec.images.redis == "redis:7.2-alpine"
     assert not spec.rabbitmq.publish and not spec.redis.publish
+    assert not spec.backend.require_api_keys
+    monitoring = spec.monitoring
+    assert not monitoring.enabled and monitoring.host == "127.0.0.1"
+    assert (monitoring.prometheus_port, monitoring.grafana_port) == (9090, 3000)
+    assert spec.images.prometheus.startswith("prom/prometheus:v")
+    assert spec.images.grafana.startswith("grafana/grafana:")
     assert model.backend == "vllm" and model.max_model_len == 4096
     assert model.gpu_memory_utilisation == 0.9 and model.env == {} and model.engine_args == {}
 
@@ -191,6 +197,22 @@ def test_field_constraints(fields: dict[str, Any], line: str) -> None:
         (
             {"models": [MINIMAL], "logging": {"max_size": "big"}},
             "logging.max_size: 'big' is not a size like 10m",
+        ),
+        (
+            {"models": [MINIMAL], "monitoring": {"scrape_interval": "15"}},
+            "monitoring.scrape_interval: '15' is not a duration like 15s, 1m or 15d",
+        ),
+        (
+            {"models": [MINIMAL], "monitoring": {"retention": "1m30s"}},
+            "monitoring.retention: '1m30s' is not a duration like 15s, 1m or 15d",
+        ),
+        (
+            {"models": [MINIMAL], "monitoring": {"host": "localhost"}},
+            "monitoring.host: 'localhost' is not an IP address",
+        ),
+        (
+            {"models": [MINIMAL], "monitoring": {"grafana_port": 0}},
+            "monitoring.grafana_port: Input should be greater than or equal to 1",
         ),
     ],
 )

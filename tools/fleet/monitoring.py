@@ -1,0 +1,143 @@
+"""The `monitoring` profile: Prometheus scraping every backend's `/metrics`, and Grafana.
+
+Prometheus finds the backend replicas by DNS (`backend` resolves to each container) and scrapes
+each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Grafana gets a provisioned
+datasource (by a fixed uid the dashboard names) and the dashboard; its admin password is generated
+into secrets.env. Both services are in the compose profile `monitoring`, so a plain
+`docker compose up` leaves them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tools.fleet.plan import (
+    API_PORT,
+    Healthcheck,
+    env_pairs,
+    escape,
+    image_name,
+    publish_host,
+)
+from tools.fleet.spec import FleetSpec
+
+PROFILE = "monitoring"
+VOLUMES = ("prometheus-data", "grafana-data")
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+GRAFANA_ENV_FILE = "env/grafana.env"
+DATASOURCE_UID = "llm-wrap-prometheus"
+DASHBOARD = "llm-wrap.json"
+DASHBOARDS_TARGET = "/etc/grafana/dashboards"
+# Generated config, at the same paths under DIR as under templates/: the `.j2` ones rendered, the
+# dashboard copied as is (Grafana's `{{queue}}` legends would read as Jinja).
+PROMETHEUS_CONFIG = "monitoring/prometheus.yml"
+PROVISIONING = "monitoring/grafana/provisioning"
+DASHBOARDS = "monitoring/grafana/dashboards"
+RENDERED = (
+    PROMETHEUS_CONFIG,
+    f"{PROVISIONING}/datasources/prometheus.yml",
+    f"{PROVISIONING}/dashboards/llm-wrap.yml",
+)
+COPIED = (f"{DASHBOARDS}/{DASHBOARD}",)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A read-only bind of generated config; `source` is relative to the compose file."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """prometheus or grafana."""
+
+    image: str
+    ports: list[str]
+    mounts: list[Mount]
+    volume: str
+    healthcheck: Healthcheck
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    profile: str
+    volumes: tuple[str, ...]
+    prometheus: Service
+    prometheus_command: list[str]
+    grafana: Service
+    grafana_env_file: str
+    grafana_env: list[tuple[str, str]]
+    scrape_interval: str
+    backend_service: str
+    backend_port: int
+    datasource_uid: str
+    prometheus_url: str
+    dashboards_dir: str
+    grafana_url: str
+
+
+def _probe(port: int, path: str, start_period: str) -> Healthcheck:
+    """Both images carry busybox `wget`, neither curl nor python."""
+    return Healthcheck(
+        ["CMD", "wget", "-q", "--spider", f"http://localhost:{port}{path}"],
+        "15s",
+        "5s",
+        3,
+        start_period,
+    )
+
+
+def make_monitoring(spec: FleetSpec) -> Monitoring | None:
+    """What the templates print for the profile; None when `monitoring.enabled` is false."""
+    settings = spec.monitoring
+    if not settings.enabled:
+        return None
+    host = publish_host(settings.host)
+    return Monitoring(
+        profile=PROFILE,
+        volumes=VOLUMES,
+        prometheus=Service(
+            image=escape(image_name(spec, spec.images.prometheus)),
+            ports=[f"{host}:{settings.prometheus_port}:{PROMETHEUS_PORT}"],
+            mounts=[Mount(f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml")],
+            volume="prometheus-data:/prometheus",
+            healthcheck=_probe(PROMETHEUS_PORT, "/-/ready", "20s"),
+        ),
+        prometheus_command=[
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            f"--storage.tsdb.retention.time={settings.retention}",
+        ],
+        grafana=Service(
+            image=escape(image_name(spec, spec.images.grafana)),
+            ports=[f"{host}:{settings.grafana_port}:{GRAFANA_PORT}"],
+            mounts=[
+                Mount(f"./{PROVISIONING}", "/etc/grafana/provisioning"),
+                Mount(f"./{DASHBOARDS}", DASHBOARDS_TARGET),
+            ],
+            volume="grafana-data:/var/lib/grafana",
+            healthcheck=_probe(GRAFANA_PORT, "/api/health", "30s"),
+        ),
+        grafana_env_file=GRAFANA_ENV_FILE,
+        grafana_env=env_pairs(
+            [
+                ("GF_SECURITY_ADMIN_USER", "admin"),
+                ("GF_USERS_ALLOW_SIGN_UP", "false"),
+                ("GF_AUTH_ANONYMOUS_ENABLED", "false"),
+                ("GF_ANALYTICS_REPORTING_ENABLED", "false"),
+                ("GF_ANALYTICS_CHECK_FOR_UPDATES", "false"),
+                ("GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES", "false"),
+                ("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", f"{DASHBOARDS_TARGET}/{DASHBOARD}"),
+            ]
+        ),
+        scrape_interval=settings.scrape_interval,
+        backend_service="backend",
+        backend_port=API_PORT,
+        datasource_uid=DATASOURCE_UID,
+        prometheus_url=f"http://prometheus:{PROMETHEUS_PORT}",
+        dashboards_dir=DASHBOARDS_TARGET,
+        grafana_url=f"http://{host}:{settings.grafana_port}",
+    )

@@ -61,7 +61,8 @@ class SamplingParams(BaseModel):
     """What the model needs to know about how to generate; defaults are the original API's."""
 
     temperature: float = Field(0.2, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    # Nucleus sampling; None: the model's own default (its generation_config).
+    top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(8096, gt=0)
     stop: list[str] = Field(default_factory=list)
 

@@ -65,7 +65,7 @@ class _Request(BaseModel):
 
     model: str
     temperature: Annotated[float, none_to_default(1.0), Field(ge=0, le=2)] = 1.0
-    top_p: Annotated[float, none_to_default(1.0), Field(gt=0, le=1)] = 1.0
+    top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
     stream: Annotated[bool, none_to_default(False)] = False
     stream_options: StreamOptions | None = None

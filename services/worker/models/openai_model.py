@@ -40,6 +40,8 @@ class OpenAIModel(ModelBackend):
             "temperature": p.temperature,
             "max_tokens": p.max_tokens,
         }
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
         if p.stop:
             body["stop"] = p.stop
         if request.messages is not None:

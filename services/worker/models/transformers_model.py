@@ -75,6 +75,8 @@ class TransformersModel(ModelBackend):
         }
         if p.temperature > 0:
             kwargs.update(do_sample=True, temperature=p.temperature)
+            if p.top_p is not None:
+                kwargs["top_p"] = p.top_p
         else:
             kwargs.update(do_sample=False)
         return kwargs

@@ -192,8 +192,9 @@ class VLLMModel(ModelBackend):
                 f"{self.max_model_len}"
             )
         p = request.params
+        defaults = self._defaults if p.top_p is None else {**self._defaults, "top_p": p.top_p}
         params = SamplingParams(
-            **self._defaults,
+            **defaults,
             temperature=p.temperature,
             max_tokens=min(p.max_tokens, room),
             stop=p.stop or None,

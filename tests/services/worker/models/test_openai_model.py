@@ -67,7 +67,7 @@ def upstream() -> Iterator[str]:
 async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str) -> None:
     model = OpenAIModel(upstream, "served-name", api_key="sk-test")
     await model.load()
-    params = SamplingParams(temperature=0.3, max_tokens=7, stop=["STOP"])
+    params = SamplingParams(temperature=0.3, top_p=0.8, max_tokens=7, stop=["STOP"])
     chat = GenerationRequest(
         kind=JobKind.CHAT, params=params, messages=[ChatMessage(role="user", content="hi")]
     )
@@ -75,7 +75,7 @@ async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str)
     assert await model.generate(chat) == Generation("user:hi", FinishReason.LENGTH, 5, 7)
     sent = SEEN[-1]
     assert sent["model"] == "served-name" and sent["max_tokens"] == 7
-    assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"]
+    assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"] and sent["top_p"] == 0.8
     completion = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="p")
     # The upstream ignored `stop`; the answer is still cut at it.
     # Cut there, the answer ended at a stop word; no usage sent, no counts.

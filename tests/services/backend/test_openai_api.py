@@ -341,3 +341,25 @@ def test_metrics_cover_queue_wait_generation_tokens_and_the_fleet(stack: Stack, 
     assert lines[f"llm_wrap_queue_consumers{q}"] == 1
     assert lines[f"llm_wrap_queue_depth{q}"] == 0
     assert lines['llm_wrap_live_workers{model="echo-7b"}'] == 1
+
+
+def test_priority_lets_a_later_job_overtake_queued_ones(stack: Stack, queue: str) -> None:
+    slow_worker(stack, queue)
+    url = stack.backend(QUEUE_NAME=queue).url
+
+    def submit(prompt: str, priority: int) -> str:
+        body = {"model": queue, "prompt": prompt, "priority": priority}
+        r = httpx.post(url + "/v1/jobs", json=body)
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    busy = submit("a b c d e", 5)  # the worker takes it at once (one job at a time)
+    wait_for_status(url, busy, {"in_progress"})
+    low = [submit(f"low{i} x y", 0) for i in range(3)]
+    high = submit("high x y", 10)
+    finished = {
+        job: wait_for_status(url, job, {"completed"})["finished_at"] for job in [*low, high]
+    }
+    assert finished[high] < min(finished[job] for job in low), finished
+    bad = httpx.post(url + "/v1/jobs", json={"model": queue, "prompt": "x", "priority": -1})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "priority"

@@ -136,11 +136,6 @@ class JobService:
         )
         return Accepted(job, target)
 
-    async def run(self, *, priority: int | None = None, **request: Any) -> str:
-        """Run one job to its end and return the model's text (the original endpoints)."""
-        outcome = await self.complete(await self.accept(**request), priority)
-        return outcome.content or ""
-
     async def complete(
         self, accepted: Accepted, priority: int | None, gone: Awaitable[object] | None = None
     ) -> JobOutcome:

@@ -20,6 +20,7 @@ from services.common.protocol import (
     ChatMessage,
     FinishReason,
     JobKind,
+    JobMessage,
     JobOutcome,
     SamplingParams,
 )
@@ -243,10 +244,11 @@ def answer(kind: JobKind, job_id: str, model: str, created: int, outcome: JobOut
 class ChunkMaker:
     """The chunks of one streamed answer (`chat.completion.chunk` or `text_completion`)."""
 
-    def __init__(self, kind: JobKind, job_id: str, model: str, include_usage: bool) -> None:
-        self.kind = kind
+    def __init__(self, job: JobMessage, model: str, include_usage: bool) -> None:
+        self.job = job
+        self.kind = kind = job.kind
         self.base = {
-            "id": response_id(kind, job_id),
+            "id": response_id(kind, job.job_id),
             "object": "chat.completion.chunk" if kind is JobKind.CHAT else "text_completion",
             "created": int(time.time()),
             "model": model,
@@ -275,8 +277,15 @@ class ChunkMaker:
         return self._chunk(choice)
 
     def last(self, outcome: JobOutcome) -> list[dict[str, Any]]:
-        """The finishing chunk, and the usage chunk when the client asked for it."""
-        chunks = [self.text("", (outcome.finish_reason or FinishReason.STOP).value)]
+        """The finishing chunk, and the usage chunk when the client asked for it. The finishing
+        chunk also carries the job's times (`llm_wrap_timings`, see api/headers.py)."""
+        finishing = self.text("", (outcome.finish_reason or FinishReason.STOP).value)
+        finishing["llm_wrap_timings"] = {
+            "accepted_at": self.job.created_at,
+            "started_at": outcome.started_at,
+            "finished_at": outcome.finished_at,
+        }
+        chunks = [finishing]
         if self.include_usage:
             chunks.append({**self.base, "choices": [], "usage": usage(outcome)})
         return chunks

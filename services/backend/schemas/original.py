@@ -46,7 +46,9 @@ class ResponseModel(BaseModel):
     content: str
 
 
-def answer_response(content: str) -> Response:
+def answer_response(content: str, headers: dict[str, str] | None = None) -> Response:
     """A ResponseModel body serialised directly: FastAPI would validate a returned model again
     (about 10 % of the HTTP layer's CPU per request). Routes keep `response_model` for the docs."""
-    return Response(orjson.dumps({"content": content}), media_type="application/json")
+    return Response(
+        orjson.dumps({"content": content}), media_type="application/json", headers=headers
+    )

@@ -363,3 +363,22 @@ def test_priority_lets_a_later_job_overtake_queued_ones(stack: Stack, queue: str
     assert finished[high] < min(finished[job] for job in low), finished
     bad = httpx.post(url + "/v1/jobs", json={"model": queue, "prompt": "x", "priority": -1})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "priority"
+
+
+def test_every_answer_says_where_its_time_went(stack: Stack, queue: str) -> None:
+    stack.worker(queue, ECHO_TOKEN_DELAY_MS=50)
+    url = stack.backend(QUEUE_NAME=queue).url
+    chat = {"model": queue, "messages": [{"role": "user", "content": "a b c"}]}
+    for path, body in (("/generate", {"content": "a b c"}), ("/v1/chat/completions", chat)):
+        r = httpx.post(url + path, json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        accepted, started, finished = (
+            float(r.headers[f"x-job-{name}-at"]) for name in ("accepted", "started", "finished")
+        )
+        # Three tokens at 50 ms: the generation took about 150 ms of it.
+        assert accepted <= started < finished and finished - started >= 0.14, r.headers
+        assert len(r.headers["x-job-id"]) == 32
+    chunks = list(client(url).chat.completions.create(**chat, stream=True))
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    times = (finishing.model_extra or {})["llm_wrap_timings"]
+    assert times["accepted_at"] <= times["started_at"] < times["finished_at"]

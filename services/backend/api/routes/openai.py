@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from services.backend.api.headers import job_headers
 from services.backend.deps import JobServiceDep, require_api_key
 from services.backend.errors import ApiError, openai_error
 from services.backend.job_service import JobService
@@ -73,7 +74,10 @@ async def _serve(
             outcome = await jobs.complete(accepted, body.priority, gone)
         finally:
             gone.cancel()
-        return _json(answer(job.kind, job.job_id, body.model, int(job.created_at), outcome))
+        return _json(
+            answer(job.kind, job.job_id, body.model, int(job.created_at), outcome),
+            headers=job_headers(job, outcome),
+        )
     events = jobs.stream(accepted, body.priority, gone)
     try:
         # Errors before the first text (404 excepted, already raised) still get their status.
@@ -82,11 +86,16 @@ async def _serve(
         gone.cancel()
         await events.aclose()
         raise
-    maker = ChunkMaker(job.kind, job.job_id, body.model, body.include_usage)
+    maker = ChunkMaker(job, body.model, body.include_usage)
     return StreamingResponse(
         _sse(maker, first, events, gone),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Job-Id": job.job_id,
+            "X-Job-Accepted-At": f"{job.created_at:.6f}",
+        },
     )
 
 
@@ -124,5 +133,5 @@ async def _sse(
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def _json(body: object, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+def _json(body: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Response
 
+from services.backend.api.headers import job_headers
 from services.backend.deps import QUEUE_NAME_PARAMETER, JobTargetDep
 from services.backend.schemas.original import (
     ChatCompletionModel,
@@ -24,28 +25,28 @@ def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:
 @router.post("/generate", response_model=ResponseModel, openapi_extra=_QUERY)
 async def generate(body: PromptModel, jobs: JobTargetDep) -> Response:
     """Answer one prompt."""
-    content = await jobs.service.run(
+    accepted = await jobs.service.accept(
         kind=JobKind.GENERATE,
         model=body.meta.model,
         params=_params(body),
         prompt=body.content,
-        priority=body.priority,
         client_job_id=body.job_id,
         queue=jobs.queue,
     )
-    return answer_response(content)
+    outcome = await jobs.service.complete(accepted, body.priority)
+    return answer_response(outcome.content or "", job_headers(accepted.job, outcome))
 
 
 @router.post("/chat_completion", response_model=ResponseModel, openapi_extra=_QUERY)
 async def chat_completion(body: ChatCompletionModel, jobs: JobTargetDep) -> Response:
     """Answer the next turn of a chat."""
-    content = await jobs.service.run(
+    accepted = await jobs.service.accept(
         kind=JobKind.CHAT,
         model=body.meta.model,
         params=_params(body),
         messages=body.messages,
-        priority=body.priority,
         client_job_id=body.job_id,
         queue=jobs.queue,
     )
-    return answer_response(content)
+    outcome = await jobs.service.complete(accepted, body.priority)
+    return answer_response(outcome.content or "", job_headers(accepted.job, outcome))

@@ -133,7 +133,11 @@ def stop_all(
     redis.stop()
 
 
-def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
+def wrk(
+    port: int, conns: int, duration: float, script: Path = LUA, script_args: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """One wrk run with a checking script that prints BAD, P50_US, P99_US, REQS and SECS
+    (`check.lua`'s `done()`); `script_args` are passed to the script's `init()`."""
     out = subprocess.run(
         [
             "wrk",
@@ -143,8 +147,9 @@ def wrk(port: int, conns: int, duration: float) -> dict[str, float]:
             "--timeout",
             "10s",
             "-s",
-            str(LUA),
+            str(script),
             f"http://127.0.0.1:{port}",
+            *(["--", *script_args] if script_args else []),
         ],
         capture_output=True,
         text=True,

@@ -104,3 +104,55 @@ def test_broker_hop_prints_latencies() -> None:
     assert len(rows) == 5 and all(int(r[3]) > 0 for r in rows), out
     store = re.search(r"^redis publish->subscriber (\d+) us$", out, re.M)
     assert store and int(store.group(1)) > 0, out
+
+
+def test_streaming_prints_checked_sides_and_both_ratios() -> None:
+    out = _run(
+        "bench/streaming.py", *("--duration", "1", "--rounds", "1", "--requests", "20", "--cpu")
+    )
+    rows = re.findall(
+        r"^(HTTP floor|chat_completion|v1 stream|v1)\s+(\d+)\s+(\d+)\s+([\d.]+)ms\s+[\d.]+ms\s+"
+        r"(-|[\d.]+ms)\s+[\d.]+\s+(-|[\d.]+)\s+(-|[\d.]+)\s+(\d+)$",
+        out,
+        re.M,
+    )
+    sides = [(r[0], r[1]) for r in rows]
+    assert sides == [
+        ("HTTP floor", "1"),
+        ("chat_completion", "1"),
+        ("v1", "1"),
+        ("v1 stream", "1"),
+        ("chat_completion", "64"),
+        ("v1", "64"),
+        ("v1 stream", "64"),
+    ], out
+    for side, c, rps, _, ttft, _, _, bad in rows:
+        assert int(bad) == 0, out  # every answer was the message's own 32 words
+        assert int(rps) > 0, out
+        assert (ttft != "-") == (side == "v1 stream" and c == "1"), out
+    table = {(r[0], r[1]): r for r in rows}
+    ref_p50 = float(table["chat_completion", "1"][3])
+    ttft = float(table["v1 stream", "1"][4].removesuffix("ms"))
+    ref_rps, rps = int(table["chat_completion", "64"][2]), int(table["v1 stream", "64"][2])
+    # The verdicts quote the table's figures, their ratios, and say met or missed by them.
+    c1 = re.search(
+        r"^#   c=1: TTFT p50 ([\d.]+) ms / ([\d.]+) ms = ([\d.]+): (met|missed)$", out, re.M
+    )
+    assert c1, out
+    assert (float(c1[1]), float(c1[2])) == (ttft, ref_p50), out
+    assert abs(float(c1[3]) - ttft / ref_p50) < 0.01 + 0.01 * ttft / ref_p50, out
+    if abs(float(c1[3]) - 1.5) > 0.01:
+        assert c1[4] == ("met" if float(c1[3]) <= 1.5 else "missed"), out
+    c64 = re.search(r"^#   c=64: (\d+) / (\d+) req/s = ([\d.]+): (met|missed)$", out, re.M)
+    assert c64, out
+    assert (int(c64[1]), int(c64[2])) == (rps, ref_rps), out
+    assert abs(float(c64[3]) - rps / ref_rps) < 0.01, out
+    if abs(float(c64[3]) - 0.5) > 0.01:
+        assert c64[4] == ("met" if float(c64[3]) >= 0.5 else "missed"), out
+    assert re.search(r"^# a streamed 32-token answer came in \d+ text chunk", out, re.M), out
+    # --cpu: every side at both concurrencies; at c=64 the backend and the worker measured (20
+    # requests at c=1 can fall under a clock tick).
+    cpu = re.findall(r"^(chat_completion|v1 stream|v1)\s+(1|64)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
+    assert len(cpu) == 6, out
+    assert all(float(b) > 0 and float(w) > 0 for _, c, b, w in cpu if c == "64"), out
+    assert "xrange" in out, out  # the streamed side reads its pieces back from Redis

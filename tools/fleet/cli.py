@@ -1,6 +1,7 @@
 """`python -m tools.fleet`: render, validate, inventory, docs, schema.
 
 Bad input never shows a traceback: every problem is one line on stderr and the exit status is 2.
+An unexpected error (a bug) is one line too, with the same status, and nothing is written.
 Output goes through sys.stdout/sys.stderr (the project bans print).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from tools.fleet import docs, inventory
 from tools.fleet.build import build
 from tools.fleet.problems import FleetError, Problem
-from tools.fleet.render import COMPOSE_FILE, render
+from tools.fleet.render import COMPOSE_FILE, prepare, render
 
 EXIT_PROBLEMS = 2
 
@@ -65,6 +66,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     fleet = build(Path(args.fleet), _inventory(args))
+    prepare(fleet)  # what render would write must be valid too
     _warn(fleet.warnings)
     spec = fleet.spec
     gpus = sum(len(d) for d in fleet.devices)
@@ -134,3 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail([e])
     except BrokenPipeError:
         return 1
+    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        what = f"internal error (please report it with the spec): {type(e).__name__}: {e}"
+        return _fail([Problem("", what)])

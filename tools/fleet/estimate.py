@@ -18,6 +18,11 @@ from typing import Any
 GIB = 1024**3
 # Below this much budget left after weights + KV cache, activations and CUDA graphs may not fit.
 HEADROOM_BYTES = 1 * GIB
+# config.json is read defensively: a model directory is input like the spec. Real configs are a
+# few KiB, nest a few levels, and hold no dimension anywhere near 2^40.
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_CONFIG_DEPTH = 32
+MAX_DIMENSION = 2**40
 
 _DTYPE_BYTES = {
     "float32": 4,
@@ -73,8 +78,58 @@ def _int(config: dict[str, Any], *keys: str) -> int | None:
     for key in keys:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if value > MAX_DIMENSION:
+                raise EstimateError(
+                    f"config.json: {key} {str(value)[:20]}... is not a plausible size"
+                )
             return value
     return None
+
+
+def _bounded_int(text: str) -> int:
+    """json's parse_int: a 5,000-digit number is no model dimension (and int() would refuse it)."""
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"number {text[:20]}... is too large")
+    return int(text)
+
+
+def _depth_ok(text: str) -> bool:
+    """Nesting depth counted on the text, before json's recursive parser meets it."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _read_config(config_path: Path) -> object:
+    """Parse config.json; every way it can be unusable is an EstimateError (one line)."""
+    if not config_path.exists():
+        raise FileNotFoundError(config_path)
+    if not config_path.is_file():
+        # A FIFO or device would block the read; a directory is no config.
+        raise EstimateError(f"{config_path} is not a regular file")
+    with config_path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise EstimateError(f"{config_path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB")
+    text = data.decode("utf-8")
+    if not _depth_ok(text):
+        raise EstimateError(f"{config_path} nests deeper than {MAX_CONFIG_DEPTH} levels")
+    return json.loads(text, parse_int=_bounded_int)
 
 
 def _params(cfg: dict[str, Any], layers: int, heads: int, kv_heads: int, head_dim: int) -> int:
@@ -98,10 +153,10 @@ def read_shape(model_dir: str, engine_args: dict[str, Any]) -> ModelShape | None
     root = Path(model_dir)
     config_path = root / "config.json"
     try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
+        raw = _read_config(config_path)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
         raise EstimateError(f"cannot read {config_path}: {e}") from e
     if not isinstance(raw, dict):
         raise EstimateError(f"{config_path} is not a JSON object")
@@ -127,7 +182,8 @@ def read_shape(model_dir: str, engine_args: dict[str, Any]) -> ModelShape | None
     else:
         quant = cfg.get("quantization_config")
         bits = quant.get("bits") if isinstance(quant, dict) else None
-        per_param = bits / 8 if isinstance(bits, int) and bits > 0 else dtype
+        usable = isinstance(bits, int) and not isinstance(bits, bool) and 0 < bits <= 64
+        per_param = bits / 8 if usable else dtype
         weights = int(_params(cfg, layers, heads, kv_heads, head_dim) * per_param)
         source = "parameters in config.json"
     return ModelShape(layers, heads, kv_heads, head_dim, dtype, kv_dtype, weights, source)

@@ -8,6 +8,7 @@ gives a file that `--inventory gpus.csv` reads anywhere (rendering need not run 
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -20,6 +21,12 @@ NVIDIA_SMI_ARGS = (
     "--query-gpu=index,uuid,name,memory.total",
     "--format=csv,noheader,nounits",
 )
+
+
+# Bounds that keep every number usable (a 5,000-digit memory size is no GPU): 1 PiB in MiB.
+MAX_INDEX_DIGITS = 4
+MAX_MEMORY_DIGITS = 9
+MAX_LINE = 10_000
 
 
 class InventoryError(Exception):
@@ -56,26 +63,41 @@ class Inventory:
         return f"{self.source} lists GPUs {', '.join(map(str, idx))}"
 
 
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def parse(text: str, source: str) -> Inventory:
     """Parse nvidia-smi's csv; blank lines and `#` comments are allowed in saved files."""
     gpus: list[Gpu] = []
-    lines = text.splitlines()
-    for number, row in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
+        where = f"{source}:{number}"
+        if len(line) > MAX_LINE:
+            raise InventoryError(f"{where}: line longer than {MAX_LINE} characters")
+        try:
+            row = next(csv.reader([line], skipinitialspace=True), [])
+        except csv.Error as e:
+            raise InventoryError(f"{where}: not a csv line ({e})") from e
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
-        where = f"{source}:{number}"
         if len(row) != 4:
             raise InventoryError(
                 f"{where}: expected 4 comma-separated fields "
                 f"(index, uuid, name, memory.total MiB), got {len(row)}"
             )
         index, uuid, name, memory = (field.strip() for field in row)
-        if not index.isdigit():
-            raise InventoryError(f"{where}: GPU index {index!r} is not a number")
-        if not memory.isdigit():
-            raise InventoryError(f"{where}: memory.total {memory!r} is not a number of MiB")
+        if not re.fullmatch(rf"[0-9]{{1,{MAX_INDEX_DIGITS}}}", index):
+            raise InventoryError(f"{where}: GPU index {_shown(index)} is not a number")
+        if not re.fullmatch(r"[0-9]+", memory):
+            raise InventoryError(f"{where}: memory.total {_shown(memory)} is not a number of MiB")
+        if len(memory) > MAX_MEMORY_DIGITS:
+            raise InventoryError(
+                f"{where}: memory.total {_shown(memory)} is too large for a GPU "
+                f"(at most {MAX_MEMORY_DIGITS} digits of MiB)"
+            )
         if not uuid.startswith(("GPU-", "MIG-")):
-            raise InventoryError(f"{where}: {uuid!r} is not a GPU UUID")
+            raise InventoryError(f"{where}: {_shown(uuid)} is not a GPU UUID")
         gpu = Gpu(int(index), uuid, name, int(memory))
         if any(g.index == gpu.index or g.uuid == gpu.uuid for g in gpus):
             raise InventoryError(f"{where}: GPU {gpu.index} ({gpu.uuid}) is listed twice")

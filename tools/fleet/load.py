@@ -13,27 +13,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tools.fleet import safe_yaml
 from tools.fleet.problems import Problem, from_validation_error
 from tools.fleet.spec import FleetSettings, FleetSpec, ModelSpec
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which PyYAML would otherwise silently overwrite."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a plain value", key_node.start_mark
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass
@@ -59,7 +41,7 @@ def read_yaml(path: Path) -> tuple[object, list[Problem]]:
     except OSError as e:
         return None, [Problem(str(path), f"cannot read: {e.strerror or e}")]
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+        data = safe_yaml.load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

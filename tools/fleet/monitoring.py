@@ -5,6 +5,11 @@ each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Grafana 
 datasource (by a fixed uid the dashboard names) and the dashboard; its admin password is generated
 into secrets.env. Both services are in the compose profile `monitoring`, so a plain
 `docker compose up` leaves them out.
+
+When the backend requires keys and `/metrics` is not public, Prometheus scrapes with the first key
+of `API_KEYS`: render writes it to `env/prometheus-api-key`, bind-mounted read-only as the scrape's
+`credentials_file`. Prometheus runs as `nobody`, so the file is 0644, and `env/` is made 0700 so
+that no other host user can reach it (a single-file bind mount needs no access to its folder).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 
 from tools.fleet.plan import (
     API_PORT,
+    HARDENING,
+    Hardening,
     Healthcheck,
     env_pairs,
     escape,
@@ -40,6 +47,9 @@ RENDERED = (
     f"{PROVISIONING}/dashboards/llm-wrap.yml",
 )
 COPIED = (f"{DASHBOARDS}/{DASHBOARD}",)
+# The key Prometheus scrapes with (see the module docstring), and where Prometheus reads it.
+API_KEY_FILE = "env/prometheus-api-key"
+API_KEY_TARGET = "/etc/prometheus/api-key"
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Service:
     mounts: list[Mount]
     volume: str
     healthcheck: Healthcheck
+    hardening: Hardening
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class Monitoring:
     grafana_env_file: str
     grafana_env: list[tuple[str, str]]
     scrape_interval: str
+    # The container path of the scrape key; None when /metrics needs none.
+    scrape_credentials_file: str | None
     backend_service: str
     backend_port: int
     datasource_uid: str
@@ -90,21 +103,34 @@ def _probe(port: int, path: str, start_period: str) -> Healthcheck:
     )
 
 
+def scrapes_with_key(spec: FleetSpec) -> bool:
+    """Whether Prometheus needs the key: keys required and `/metrics` not left public."""
+    backend = spec.backend
+    return spec.monitoring.enabled and (
+        backend.require_api_keys and "metrics" not in backend.public_endpoints
+    )
+
+
 def make_monitoring(spec: FleetSpec) -> Monitoring | None:
     """What the templates print for the profile; None when `monitoring.enabled` is false."""
     settings = spec.monitoring
     if not settings.enabled:
         return None
     host = publish_host(settings.host)
+    keyed = scrapes_with_key(spec)
+    prometheus_mounts = [Mount(f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml")]
+    if keyed:
+        prometheus_mounts.append(Mount(f"./{API_KEY_FILE}", API_KEY_TARGET))
     return Monitoring(
         profile=PROFILE,
         volumes=VOLUMES,
         prometheus=Service(
             image=escape(image_name(spec, spec.images.prometheus)),
             ports=[f"{host}:{settings.prometheus_port}:{PROMETHEUS_PORT}"],
-            mounts=[Mount(f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml")],
+            mounts=prometheus_mounts,
             volume="prometheus-data:/prometheus",
             healthcheck=_probe(PROMETHEUS_PORT, "/-/ready", "20s"),
+            hardening=HARDENING["prometheus"],
         ),
         prometheus_command=[
             "--config.file=/etc/prometheus/prometheus.yml",
@@ -120,6 +146,7 @@ def make_monitoring(spec: FleetSpec) -> Monitoring | None:
             ],
             volume="grafana-data:/var/lib/grafana",
             healthcheck=_probe(GRAFANA_PORT, "/api/health", "30s"),
+            hardening=HARDENING["grafana"],
         ),
         grafana_env_file=GRAFANA_ENV_FILE,
         grafana_env=env_pairs(
@@ -134,6 +161,7 @@ def make_monitoring(spec: FleetSpec) -> Monitoring | None:
             ]
         ),
         scrape_interval=settings.scrape_interval,
+        scrape_credentials_file=API_KEY_TARGET if keyed else None,
         backend_service="backend",
         backend_port=API_PORT,
         datasource_uid=DATASOURCE_UID,

@@ -10,7 +10,14 @@ Choices worth knowing (also in docs/fleet.md):
   the engine runs at once (`max_num_seqs`), so it never starves the engine's batch;
 - the backend's replicas share one published port range, one host port per replica;
 - the backend reads `API_KEYS` from secrets.env; with `require_api_keys: false` its `environment`
-  blanks it (environment wins over env_file), so the generated key is there but not enforced.
+  blanks it (environment wins over env_file), so the generated key is there but not enforced;
+  `PUBLIC_ENDPOINTS` (backend.env) lists the operator pages left open, none by default;
+- every service drops all capabilities and sets `no-new-privileges`; RabbitMQ and Redis get back
+  the few their entrypoints need to chown their data and switch to their own user (see HARDENING);
+- root filesystems are read-only where the image writes only to its volumes and /tmp (a tmpfs):
+  backend, redis, CPU workers, prometheus, grafana. RabbitMQ's entrypoint chowns its config and
+  GPU workers write compiler caches (vLLM, torch.compile, Triton) under $HOME and /tmp, and load
+  the kernels they build from there (a noexec tmpfs would break them): both keep a writable one.
 """
 
 from __future__ import annotations
@@ -29,6 +36,35 @@ RABBIT_PORT = 5672
 REDIS_PORT = 6379
 MODELS_ROOT = "/models"
 VOLUMES = ("rabbitmq-data", "redis-data")
+PUBLIC_ENDPOINTS = "PUBLIC_ENDPOINTS"
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """Capabilities given back after `cap_drop: [ALL]`; read-only root and its tmpfs mounts."""
+
+    cap_add: list[str]
+    read_only: bool
+    tmpfs: list[str]
+
+
+# Both entrypoints start as root: `find`/`chown` the data dir (CHOWN; DAC_OVERRIDE to walk the
+# service's own 0700 dirs, as does RabbitMQ's root healthcheck reading the 0400 Erlang cookie),
+# then su-exec/setpriv to the service user (SETUID, SETGID). DAC_OVERRIDE rather than the narrower
+# DAC_READ_SEARCH, which Docker withholds by default for its open_by_handle_at escape.
+_INFRA_CAPS = ["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"]
+HARDENING = {
+    "rabbitmq": Hardening(_INFRA_CAPS, read_only=False, tmpfs=[]),
+    "redis": Hardening(_INFRA_CAPS, read_only=True, tmpfs=["/tmp"]),
+    # The project's images run as a non-root user from the start: no capability at all.
+    "backend": Hardening([], read_only=True, tmpfs=["/tmp"]),
+    # The heartbeat (HEARTBEAT_FILE) lives in /tmp.
+    "worker-cpu": Hardening([], read_only=True, tmpfs=["/tmp"]),
+    "worker-gpu": Hardening([], read_only=False, tmpfs=[]),
+    "prometheus": Hardening([], read_only=True, tmpfs=[]),
+    "grafana": Hardening([], read_only=True, tmpfs=["/tmp"]),
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +84,7 @@ class Infra:
     command: list[str] | None
     ports: list[str]
     healthcheck: Healthcheck
+    hardening: Hardening
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,7 @@ class Backend:
     replicas: int | None
     environment: list[tuple[str, str]]
     healthcheck: Healthcheck
+    hardening: Hardening
 
 
 @dataclass(frozen=True)
@@ -71,6 +109,7 @@ class Worker:
     device_ids: list[str]
     healthcheck: Healthcheck
     env: list[tuple[str, str]]
+    hardening: Hardening
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,7 @@ class Plan:
     volumes: tuple[str, ...]
     secrets_file: str
     api_keys_enforced: bool
+    no_new_privileges: str
 
 
 def escape(value: str) -> str:
@@ -149,7 +189,14 @@ def backend_env(spec: FleetSpec) -> list[tuple[str, str]]:
         ("QUEUE_NAME", checks.queue_of(spec.models[0])),
         ("JOB_TIMEOUT", str(spec.job_timeout)),
         ("API_PORT", str(API_PORT)),
+        (PUBLIC_ENDPOINTS, public_endpoints(spec)),
     ]
+
+
+def public_endpoints(spec: FleetSpec) -> str:
+    """`PUBLIC_ENDPOINTS`: the spec's list in a fixed order; empty keeps every page keyed."""
+    listed = spec.backend.public_endpoints
+    return ",".join(name for name in ("metrics", "docs") if name in listed)
 
 
 def _concurrency(model: ModelSpec) -> int | None:
@@ -192,6 +239,7 @@ def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
             ["CMD", "python", "-m", "services.worker.healthcheck"], "15s", "10s", 3, f"{start}s"
         ),
         env=env_pairs(worker_env(spec, model, devices)),
+        hardening=HARDENING["worker-gpu" if gpu else "worker-cpu"],
     )
 
 
@@ -226,6 +274,7 @@ def make_plan(fleet: Fleet) -> Plan:
                 6,
                 "30s",
             ),
+            hardening=HARDENING["rabbitmq"],
         ),
         redis=Infra(
             image=escape(image_name(spec, spec.images.redis)),
@@ -248,6 +297,7 @@ def make_plan(fleet: Fleet) -> Plan:
                 10,
                 "10s",
             ),
+            hardening=HARDENING["redis"],
         ),
         backend=Backend(
             image=escape(image_name(spec, spec.images.backend)),
@@ -257,10 +307,12 @@ def make_plan(fleet: Fleet) -> Plan:
             healthcheck=Healthcheck(
                 ["CMD", "python", "-m", "services.backend.healthcheck"], "10s", "5s", 3, "20s"
             ),
+            hardening=HARDENING["backend"],
         ),
         backend_env=env_pairs(backend_env(spec)),
         workers=[_worker(spec, m, d) for m, d in zip(spec.models, fleet.devices, strict=True)],
         volumes=VOLUMES,
         secrets_file=SECRETS_FILE,
         api_keys_enforced=backend.require_api_keys,
+        no_new_privileges=NO_NEW_PRIVILEGES,
     )

@@ -26,7 +26,9 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
+        """One line, whatever the path or message hold (a file name may contain a newline)."""
         text = f"{self.path}: {self.message}" if self.path else self.message
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
         return f"warning: {text}" if self.warning else text
 
 

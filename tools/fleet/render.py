@@ -1,7 +1,8 @@
 """Render a checked fleet to `DIR/docker-compose.yml`, `DIR/env/*.env` and, with monitoring,
 the Prometheus and Grafana config under `DIR/monitoring/`.
 
-Everything is rendered in memory first and written only when the whole fleet is valid; files
+Everything is rendered in memory first, checked (verify.py: the compose-spec schema, and every
+value Compose parses), and written only when the whole fleet and its output are valid; files
 whose content did not change are left alone, so output is byte-identical for the same input and
 the same existing secrets.env. Templates print values quoted as JSON strings, which YAML reads as
 double-quoted scalars: no user value can change the structure of the compose file.
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import jinja2
 
-from tools.fleet import credentials, envfile, monitoring
-from tools.fleet.build import build
+from tools.fleet import credentials, envfile, monitoring, verify
+from tools.fleet.build import Fleet, build
 from tools.fleet.inventory import Inventory
 from tools.fleet.monitoring import Monitoring, make_monitoring
 from tools.fleet.plan import Plan, make_plan
@@ -68,10 +69,22 @@ def render_files(plan: Plan, mon: Monitoring | None = None) -> dict[str, str]:
     return files
 
 
+def prepare(fleet: Fleet) -> tuple[Plan, Monitoring | None, dict[str, str]]:
+    """Render a checked fleet in memory and check the output; FleetError when it is invalid."""
+    plan = make_plan(fleet)
+    mon = make_monitoring(fleet.spec)
+    files = render_files(plan, mon)
+    problems = verify.check_files(files)
+    if problems:
+        raise FleetError(problems)
+    return plan, mon, files
+
+
 def _stale(out_dir: Path, files: dict[str, str]) -> list[str]:
     """Generated files this render no longer makes: other models' env files, monitoring's."""
     candidates = [f"env/{p.name}" for p in sorted((out_dir / "env").glob("worker-*.env"))]
     candidates += [monitoring.GRAFANA_ENV_FILE, *monitoring.RENDERED, *monitoring.COPIED]
+    candidates.append(monitoring.API_KEY_FILE)
     return [rel for rel in candidates if rel not in files and (out_dir / rel).is_file()]
 
 
@@ -110,6 +123,17 @@ def _mkdirs(out_dir: Path, rel: Path) -> None:
             (out_dir / Path(*rel.parts[:depth])).chmod(0o755)
 
 
+def _scrape_key(values: dict[str, str]) -> tuple[str, Problem | None]:
+    """The first key of API_KEYS, which Prometheus sends to the keyed /metrics."""
+    keys = [k.strip() for k in values.get(credentials.API_KEYS, "").split(",") if k.strip()]
+    if not keys:
+        where = credentials.SECRETS_FILE
+        return "", Problem(
+            where, f"{credentials.API_KEYS} lists no key for Prometheus to scrape with"
+        )
+    return keys[0], None
+
+
 @dataclass
 class Rendered:
     """What a render did, for the one-line summary."""
@@ -125,28 +149,37 @@ class Rendered:
 def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) -> Rendered:
     """Check, render and write; raise FleetError (having written nothing) on any problem."""
     fleet = build(fleet_path, inventory)
-    plan = make_plan(fleet)
-    mon = make_monitoring(fleet.spec)
-    files = render_files(plan, mon)
+    plan, mon, files = prepare(fleet)
     for target in (out_dir, out_dir / "env"):
         if target.exists() and not target.is_dir():
             raise FleetError([Problem(str(target), "exists and is not a directory")])
     secrets = credentials.load_or_create(out_dir, mon is not None)
     problems = [p for p in secrets.problems if not p.warning]
+    private = {}
+    if secrets.write:
+        private[credentials.SECRETS_FILE] = secrets_text(secrets.values)
+        problems += verify.check_files(private)
+    if mon is not None and mon.scrape_credentials_file:
+        key, problem = _scrape_key(secrets.values)
+        private[monitoring.API_KEY_FILE] = key
+        problems += [problem] if problem else []
     if problems:
         raise FleetError(problems)
     written, removed = [], []
     try:
         (out_dir / "env").mkdir(parents=True, exist_ok=True)
+        if monitoring.API_KEY_FILE in private:
+            # The scrape key is world-readable for Prometheus' nobody; its folder is not.
+            (out_dir / "env").chmod(0o700)
         for rel, content in files.items():
             _mkdirs(out_dir, Path(rel).parent)
             if _write(out_dir / rel, content):
                 written.append(rel)
-        if secrets.write and _write(
-            out_dir / credentials.SECRETS_FILE, secrets_text(secrets.values), 0o600
-        ):
-            written.append(credentials.SECRETS_FILE)
-        for rel in _stale(out_dir, files):
+        for rel, content in private.items():
+            mode = 0o644 if rel == monitoring.API_KEY_FILE else 0o600
+            if _write(out_dir / rel, content, mode):
+                written.append(rel)
+        for rel in _stale(out_dir, {**files, **private}):
             (out_dir / rel).unlink()
             removed.append(rel)
     except OSError as e:

@@ -11,21 +11,41 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tools.fleet.fields import (
     DURATION_RE,
     NETWORK_RE,
+    PREFIX_RE,
     PROJECT_RE,
+    REGISTRY_RE,
     SIZE_RE,
     Backend,
     EngineArgs,
     EnvMap,
     GpuList,
     Port,
+    check_image,
     check_ip,
     check_name,
+    check_no_control,
+    describe,
 )
+
+# Upper bounds: generous for any real fleet, small enough that every value prints as something
+# Compose, Prometheus and the services read (a 400-digit job_timeout is no stop_grace_period).
+MAX_GPUS = 1024
+MAX_SECONDS = 86_400
+MAX_TOKENS = 2**27
+MAX_CONCURRENCY = 100_000
+PublicEndpoint = Literal["metrics", "docs"]
 
 
 class StrictModel(BaseModel):
@@ -56,18 +76,21 @@ class ModelSpec(StrictModel):
     gpu_count: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_GPUS,
         description="With `gpus: auto`: how many GPUs to place the model on "
         "(default: `tensor_parallel_size`, else 1).",
     )
     tensor_parallel_size: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_GPUS,
         description="`TENSOR_PARALLEL_SIZE`. Default: the number of GPUs (1 on CPU). Times "
         "`engine_args.pipeline_parallel_size` it must equal the number of GPUs.",
     )
     max_model_len: int = Field(
         default=4096,
         ge=1,
+        le=MAX_TOKENS,
         description="Longest sequence (prompt + answer) in tokens: `TOKENS_LEN`.",
     )
     gpu_memory_utilisation: float = Field(
@@ -84,6 +107,7 @@ class ModelSpec(StrictModel):
     worker_concurrency: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_CONCURRENCY,
         description="`WORKER_CONCURRENCY`, jobs the worker holds at once. Default: for `vllm`, "
         "the engine's `max_num_seqs` (`engine_args.max_num_seqs`, else what vLLM picks for the "
         "GPU; the variable is then not written); 1 for `transformers`; 16 for `echo` and `openai`.",
@@ -115,6 +139,7 @@ class ModelSpec(StrictModel):
     start_period: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SECONDS,
         description="Seconds the healthcheck waits for the model to load before failures count. "
         "Default: 600 for `vllm`, 60 otherwise.",
     )
@@ -133,24 +158,33 @@ class ModelSpec(StrictModel):
     @classmethod
     def _path(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
-            raise ValueError(f"{value!r} is relative; give the absolute host path of the model")
-        if value is not None and (value.rstrip("/") == "" or "\n" in value):
-            raise ValueError(f"{value!r} is not a usable model directory")
+            raise ValueError(
+                f"{describe(value)} is relative; give the absolute host path of the model"
+            )
+        if value is not None and value.rstrip("/") == "":
+            raise ValueError(f"{describe(value)} is not a usable model directory")
+        if value is not None:
+            check_no_control(value, "a model path")
         return value if value is None else value.rstrip("/")
 
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, value: str | None) -> str | None:
-        if value is not None and not SIZE_RE.match(value):
-            raise ValueError(f"{value!r} is not a size like 512m or 8g")
+        if value is not None and not SIZE_RE.fullmatch(value):
+            raise ValueError(f"{describe(value)} is not a size like 512m or 8g")
         return value
 
     @field_validator("inner_llm_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"{describe(value)} is not an http(s) URL")
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else check_image(value)
 
 
 class ImagesSpec(StrictModel):
@@ -182,7 +216,28 @@ class ImagesSpec(StrictModel):
     @field_validator("registry")
     @classmethod
     def _registry(cls, value: str) -> str:
-        return value.rstrip("/")
+        value = value.rstrip("/")
+        if value and not REGISTRY_RE.fullmatch(value):
+            raise ValueError(
+                f"{describe(value)} is not a registry (host[:port][/path], e.g. reg.local:5000)"
+            )
+        return value
+
+    @field_validator(
+        "backend", "worker_gpu", "worker_cpu", "rabbitmq", "redis", "prometheus", "grafana"
+    )
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return check_image(value)
+
+    @model_validator(mode="after")
+    def _with_registry(self) -> ImagesSpec:
+        """The registry prefix must still make valid references (`Host:5000/x` is no path)."""
+        if self.registry:
+            for name in ImagesSpec.model_fields:
+                if name != "registry":
+                    check_image(f"{self.registry}/{getattr(self, name)}")
+        return self
 
 
 class BackendSpec(StrictModel):
@@ -201,17 +256,32 @@ class BackendSpec(StrictModel):
         default=1, ge=1, le=64, description="Backend containers (`deploy.replicas`)."
     )
     require_api_keys: bool = Field(
-        default=False,
+        default=True,
         description="Require an API key on every request: the backend reads `API_KEYS` "
         "(comma-separated) from `env/secrets.env`, where render generates one key and keeps "
-        "what you list there. When false, the backend gets `API_KEYS` empty and accepts "
+        "what you list there. `false` opts out: the backend gets `API_KEYS` empty and accepts "
         "requests without a key.",
+    )
+    public_endpoints: list[PublicEndpoint] = Field(
+        default_factory=list,
+        description="Endpoints left open without a key when keys are required: `metrics` "
+        "(`/metrics`: model names, job counts) and/or `docs` (`/docs`, `/redoc`, "
+        "`/openapi.json`), as the backend's `PUBLIC_ENDPOINTS`. Default: none. With `monitoring` "
+        "on and `metrics` keyed, Prometheus scrapes with the first key of `API_KEYS`.",
+        json_schema_extra={"x-doc-type": "list of `metrics`, `docs`"},
     )
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         return check_ip(value)
+
+    @field_validator("public_endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists an endpoint twice")
+        return value
 
 
 class RabbitMQSpec(StrictModel):
@@ -263,8 +333,8 @@ class MonitoringSpec(StrictModel):
     @field_validator("scrape_interval", "retention")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not DURATION_RE.match(value):
-            raise ValueError(f"{value!r} is not a duration like 15s, 1m or 15d")
+        if not DURATION_RE.fullmatch(value):
+            raise ValueError(f"{describe(value)} is not a duration like 15s, 1m or 15d")
         return value
 
 
@@ -272,13 +342,15 @@ class LoggingSpec(StrictModel):
     """Log rotation of every service (json-file driver)."""
 
     max_size: str = Field(default="10m", description="Size at which a log file is rotated.")
-    max_file: int = Field(default=3, ge=1, description="Rotated log files kept per container.")
+    max_file: int = Field(
+        default=3, ge=1, le=1000, description="Rotated log files kept per container."
+    )
 
     @field_validator("max_size")
     @classmethod
     def _size(cls, value: str) -> str:
-        if not SIZE_RE.match(value):
-            raise ValueError(f"{value!r} is not a size like 10m")
+        if not SIZE_RE.fullmatch(value):
+            raise ValueError(f"{describe(value)} is not a size like 10m")
         return value
 
 
@@ -300,6 +372,7 @@ class FleetSettings(StrictModel):
     job_timeout: int = Field(
         default=300,
         ge=1,
+        le=MAX_SECONDS,
         description="`JOB_TIMEOUT`, seconds a request waits for its job; also the workers' "
         "`stop_grace_period`, so a stopping worker can finish what it holds.",
     )
@@ -331,25 +404,27 @@ class FleetSettings(StrictModel):
     @field_validator("name")
     @classmethod
     def _project(cls, value: str) -> str:
-        if not PROJECT_RE.match(value):
+        if not PROJECT_RE.fullmatch(value):
             raise ValueError(
-                f"{value!r} is not a valid compose project name: lowercase letters, digits, "
-                "'-' and '_', starting with a letter or digit"
+                f"{describe(value)} is not a valid compose project name: lowercase letters, "
+                "digits, '-' and '_', starting with a letter or digit"
             )
         return value
 
     @field_validator("network")
     @classmethod
     def _network(cls, value: str) -> str:
-        if not NETWORK_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid Docker network name")
+        if not NETWORK_RE.fullmatch(value):
+            raise ValueError(f"{describe(value)} is not a valid Docker network name")
         return value
 
     @field_validator("redis_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", value):
-            raise ValueError(f"{value!r} is not a usable key prefix (letters, digits, . _ : -)")
+        if not PREFIX_RE.fullmatch(value):
+            raise ValueError(
+                f"{describe(value)} is not a usable key prefix (letters, digits, . _ : -)"
+            )
         return value
 
 

@@ -257,3 +257,56 @@ def test_mounted_config_is_readable_by_the_containers(cli, write_fleet, tmp_path
     for path in [root, *root.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_prometheus_scrapes_the_keyed_metrics_with_the_first_key(
+    rendered: Path, load_compose, read_env
+) -> None:
+    """Keys required and /metrics not public: the first API key, in a file only it reads."""
+    key_file = rendered / monitoring.API_KEY_FILE
+    keys = read_env(rendered / "env" / "secrets.env")["API_KEYS"]
+    first = keys.split(",")[0]
+    assert key_file.read_text() == first.strip() and len(first.strip()) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o644  # Prometheus runs as nobody
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700  # other host users: no entry
+    [job] = yaml.safe_load((rendered / monitoring.PROMETHEUS_CONFIG).read_text())["scrape_configs"]
+    assert job["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": monitoring.API_KEY_TARGET,
+    }
+    prometheus = load_compose(rendered)["services"]["prometheus"]
+    assert {
+        "type": "bind",
+        "source": f"./{monitoring.API_KEY_FILE}",
+        "target": monitoring.API_KEY_TARGET,
+        "read_only": True,
+    } in prometheus["volumes"]
+    assert (
+        monitoring.API_KEY_FILE
+        not in (rendered / "docker-compose.yml").read_text().split("prometheus:")[0]
+    ), "only Prometheus mounts the key"
+
+
+@pytest.mark.parametrize(
+    "backend", ["{public_endpoints: [metrics]}", "{require_api_keys: false}"], ids=str
+)
+def test_open_metrics_need_no_scrape_key(cli, write_fleet, rendered: Path, backend: str) -> None:
+    spec = write_fleet(
+        SPEC.replace("backend: {replicas: 2, require_api_keys: true}", f"backend: {backend}")
+    )
+    run = cli("render", spec, "--out", rendered)
+    assert run.code == 0, run.err
+    assert f"removed stale {rendered / monitoring.API_KEY_FILE}" in run.out
+    config = yaml.safe_load((rendered / monitoring.PROMETHEUS_CONFIG).read_text())
+    assert "authorization" not in config["scrape_configs"][0]
+    assert monitoring.API_KEY_TARGET not in (rendered / "docker-compose.yml").read_text()
+
+
+def test_a_scrape_key_needs_a_key(cli, write_fleet, rendered: Path) -> None:
+    secrets = rendered / "env" / "secrets.env"
+    lines = secrets.read_text().splitlines()
+    lines = ['API_KEYS=" , "' if line.startswith("API_KEYS=") else line for line in lines]
+    secrets.write_text("\n".join(lines) + "\n")
+    run = cli("render", write_fleet(SPEC), "--out", rendered)
+    assert run.code == 2
+    assert run.lines == ["env/secrets.env: API_KEYS lists no key for Prometheus to scrape with"]

@@ -43,6 +43,7 @@ BACKEND_ENV = [
     "QUEUE_NAME",
     "JOB_TIMEOUT",
     "API_PORT",
+    "PUBLIC_ENDPOINTS",
 ]
 
 
@@ -297,12 +298,35 @@ def test_backend_reads_the_generated_api_key(cli, tmp_path: Path, compose_config
         assert env["API_KEYS"] == "golden-api-key,second-key", shell
 
 
-def test_api_key_not_enforced_unless_required(cli, tmp_path: Path, compose_config) -> None:
-    """`require_api_keys: false`: the key is generated but the backend gets API_KEYS empty."""
+def test_api_key_enforced_by_default(cli, tmp_path: Path, compose_config, read_env) -> None:
+    """The smallest spec: the generated key is required, and /metrics and /docs are keyed too."""
     out = tmp_path / "out"
     assert render_case(cli, "minimal", out).code == 0
-    assert "API_KEYS=golden-api-key" in (out / "env" / "secrets.env").read_text()
+    env = backend_environment(compose_config, out)
+    assert env["API_KEYS"] == "golden-api-key" and env["PUBLIC_ENDPOINTS"] == ""
+    assert read_env(out / "env" / "backend.env")["PUBLIC_ENDPOINTS"] == ""
+
+
+def test_api_key_opt_out(cli, write_fleet, tmp_path: Path, compose_config) -> None:
+    """`require_api_keys: false`: the key is generated but the backend gets API_KEYS empty."""
+    spec = write_fleet(
+        "backend: {require_api_keys: false}\nmodels:\n  - {name: a, backend: echo}\n"
+    )
+    out = tmp_path / "out"
+    assert cli("render", spec, "--out", out).code == 0
+    assert "API_KEYS=" in (out / "env" / "secrets.env").read_text()
+    compose = (out / "docker-compose.yml").read_text()
+    assert "backend.require_api_keys is false" in compose
     assert backend_environment(compose_config, out)["API_KEYS"] == ""
+
+
+def test_public_endpoints_in_a_fixed_order(cli, write_fleet, tmp_path: Path, read_env) -> None:
+    spec = write_fleet(
+        "backend: {public_endpoints: [docs, metrics]}\nmodels:\n  - {name: a, backend: echo}\n"
+    )
+    out = tmp_path / "out"
+    assert cli("render", spec, "--out", out).code == 0
+    assert read_env(out / "env" / "backend.env")["PUBLIC_ENDPOINTS"] == "metrics,docs"
 
 
 def test_render_is_deterministic(cli, tmp_path: Path) -> None:
@@ -365,3 +389,39 @@ def test_tensor_parallel_shared_memory(cli, write_fleet, tmp_path, load_compose)
     assert services["worker-cpu"]["shm_size"] == "1g"
     assert services["worker-own"]["shm_size"] == "4g"
     assert services["worker-cpu"]["image"] == "llmwrap/worker-cpu:0.1.0"
+
+
+def test_every_service_is_hardened(cli, tmp_path: Path, load_compose) -> None:
+    """All capabilities dropped, no privilege gain; read-only roots where the image allows."""
+    out = tmp_path / "out"
+    assert render_case(cli, "full", out).code == 0
+    services = load_compose(out)["services"]
+    infra_caps = ["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"]
+    expected = {
+        # name: (cap_add, read_only, tmpfs)
+        "rabbitmq": (infra_caps, None, None),
+        "redis": (infra_caps, True, ["/tmp"]),
+        "backend": (None, True, ["/tmp"]),
+        "worker-mixtral-8x7b": (None, None, None),  # GPU: compiler caches in $HOME and /tmp
+        "worker-phi-3-mini": (None, None, None),
+        "worker-gpt-proxy": (None, True, ["/tmp"]),
+        "worker-echo": (None, True, ["/tmp"]),
+        "prometheus": (None, True, None),
+        "grafana": (None, True, ["/tmp"]),
+    }
+    assert set(services) == set(expected)
+    for name, service in services.items():
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        got = (service.get("cap_add"), service.get("read_only"), service.get("tmpfs"))
+        assert got == expected[name], name
+
+
+def test_hardening_survives_docker_compose(cli, tmp_path: Path, compose_config) -> None:
+    out = tmp_path / "out"
+    assert render_case(cli, "minimal", out).code == 0
+    done = compose_config(out, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    backend = json.loads(done.stdout)["services"]["backend"]
+    assert backend["cap_drop"] == ["ALL"] and backend["read_only"] is True
+    assert backend["security_opt"] == ["no-new-privileges:true"]

@@ -35,7 +35,7 @@ def test_smallest_spec_gets_every_default() -> None:
     assert spec.images.rabbitmq == "rabbitmq:3.13-alpine"
     assert spec.images.redis == "redis:7.2-alpine"
     assert not spec.rabbitmq.publish and not spec.redis.publish
-    assert not spec.backend.require_api_keys
+    assert spec.backend.require_api_keys and spec.backend.public_endpoints == []
     monitoring = spec.monitoring
     assert not monitoring.enabled and monitoring.host == "127.0.0.1"
     assert (monitoring.prometheus_port, monitoring.grafana_port) == (9090, 3000)

@@ -15,10 +15,23 @@ class Settings(CommonSettings):
     API_KEYS: str = ""
     # A file of keys, one per line, re-read when it changes; when set, keys are required.
     API_KEYS_FILE: str = ""
+    # Operator pages left open when keys are required: `metrics` (/metrics), `docs` (/docs,
+    # /redoc, /openapi.json). Comma-separated; empty keys them too.
+    PUBLIC_ENDPOINTS: str = "metrics,docs"
+    # Largest request body accepted (413 above it, before it is read).
+    MAX_BODY_BYTES: int = Field(4 * 1024 * 1024, ge=1024, le=1024**3)
     # Seconds to wait for the broker's confirmation before answering 503.
     PUBLISH_TIMEOUT: float = Field(1.5, gt=0)
     # How often the live-worker view is refreshed from Redis.
     REGISTRY_REFRESH_S: float = Field(1.0, gt=0)
+
+    @property
+    def public_endpoints(self) -> frozenset[str]:
+        names = frozenset(n.strip() for n in self.PUBLIC_ENDPOINTS.split(",") if n.strip())
+        unknown = names - {"metrics", "docs"}
+        if unknown:
+            raise ValueError(f"PUBLIC_ENDPOINTS: unknown {sorted(unknown)} (metrics, docs)")
+        return names
 
     @property
     def api_keys(self) -> frozenset[str]:

@@ -7,13 +7,16 @@ plain `def` dependencies in a thread pool, and each declared parameter costs on 
 original SDK's `?queue_name=` are read here, from the request, in one step.
 """
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 
 from services.backend.auth import ApiKeys
-from services.backend.job_service import JobService
+from services.backend.errors import InvalidInput
+from services.backend.job_service import Idempotency, JobService
 
 
 def check_api_key(request: Request) -> None:
@@ -36,10 +39,12 @@ def check_api_key(request: Request) -> None:
 
 @dataclass(frozen=True, slots=True)
 class JobTarget:
-    """The process's job service and the queue this request asked for, if any."""
+    """The process's job service, the queue this request asked for, if any, and its
+    Idempotency-Key."""
 
     service: JobService
     queue: str | None
+    idempotency: Idempotency | None = None
 
 
 # Documents `?queue_name=` in OpenAPI, since it is read from the request and not declared.
@@ -57,10 +62,36 @@ async def get_job_target(request: Request) -> JobTarget:
     check_api_key(request)
     # Most requests have no query string: skip building QueryParams for them.
     queue = request.query_params.get("queue_name") if request.scope["query_string"] else None
-    return JobTarget(request.app.state.jobs, queue)
+    if queue is not None and not queue.strip():
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("query", "queue_name"), "msg": "empty queue name"}]
+        )
+    return JobTarget(request.app.state.jobs, queue, await idempotency_of(request))
 
 
 JobTargetDep = Annotated[JobTarget, Depends(get_job_target)]
+
+
+IDEMPOTENCY_HEADER = b"idempotency-key"
+
+
+async def idempotency_of(request: Request) -> Idempotency | None:
+    """The request's `Idempotency-Key` (the IETF draft's header), hashed with the API key that
+    came with it, so two clients' keys never meet; None without one."""
+    key = next((v for k, v in request.scope["headers"] if k == IDEMPOTENCY_HEADER), None)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
+    headers = request.headers
+    who = (headers.get("authorization") or headers.get("x-api-key") or "").encode()
+    key_hash = hashlib.sha256(who + b"\0" + key).hexdigest()
+    body = await request.body()
+    body_hash = hashlib.sha256(request.scope["path"].encode() + b"\0" + body).hexdigest()
+    return Idempotency(key_hash, body_hash)
+
+
+IdempotencyDep = Annotated[Idempotency | None, Depends(idempotency_of)]
 
 
 async def require_api_key(request: Request) -> None:

@@ -2,6 +2,8 @@
 
 ApiError
 ├── BadRequest          400  a parameter no worker can honour (OpenAI routes)
+├── InvalidInput        422  a body that validates but cannot be sent on (lone surrogates...)
+├── BodyTooLarge        413  over MAX_BODY_BYTES (answered before the body is read)
 ├── UnknownModel        404  the body lists the models that are known
 ├── JobNotFound         404  no such job (or its record expired)
 ├── JobCancelled        409  the job was cancelled before it finished
@@ -17,13 +19,11 @@ validation errors included, has OpenAI's body `{"error": {"message", "type", "pa
 so the openai SDK raises its typed exceptions (validation errors are 400 there, as OpenAI's).
 """
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -54,6 +54,16 @@ class BadRequest(ApiError):
     def __init__(self, detail: str, param: str | None = None) -> None:
         super().__init__(detail)
         self.param = param
+
+
+class InvalidInput(ApiError):
+    status_code = 422
+    code = "invalid_value"
+
+
+class BodyTooLarge(ApiError):
+    status_code = 413
+    code = "body_too_large"
 
 
 class UnknownModel(ApiError):
@@ -115,6 +125,7 @@ _OPENAI_TYPES = {
     401: "authentication_error",
     404: "invalid_request_error",
     409: "invalid_request_error",
+    413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -127,8 +138,40 @@ def openai_error(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+def is_openai(scope: dict[str, Any]) -> bool:
+    return str(scope.get("path", "")).startswith(OPENAI_PREFIX)
+
+
 def _is_openai(request: Request) -> bool:
-    return str(request.scope.get("path", "")).startswith(OPENAI_PREFIX)
+    return is_openai(request.scope)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as JSON can carry it: echoed client input may hold NaN, infinities, lone
+    surrogates or objects (pydantic's error `input` and `ctx`), which would turn a 422 into a 500.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool | int | None):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return json_safe(str(value))
+
+
+def error_response(
+    scope: dict[str, Any], status: int, message: str, code: str | None = None
+) -> JSONResponse:
+    """One error in the body the route's clients expect (OpenAI's under /v1)."""
+    headers = _retry_after(status)
+    if is_openai(scope):
+        body = openai_error(json_safe(message), 400 if status == 422 else status, code)
+        return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers)
+    return JSONResponse({"detail": json_safe(message)}, status_code=status, headers=headers)
 
 
 def _retry_after(status: int) -> dict[str, str] | None:
@@ -141,9 +184,11 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     headers = _retry_after(exc.status_code)
     if _is_openai(request):
         param = exc.param if isinstance(exc, BadRequest) else None
-        body = openai_error(exc.message, exc.status_code, exc.code, param)
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        status = 400 if exc.status_code == 422 else exc.status_code
+        body = openai_error(json_safe(exc.message), status, exc.code, param)
+        return JSONResponse(body, status_code=status, headers=headers)
+    body = {"detail": json_safe(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _handle_http(request: Request, exc: Exception) -> Any:
@@ -158,14 +203,19 @@ async def _handle_http(request: Request, exc: Exception) -> Any:
 async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if not _is_openai(request):
-        return await request_validation_exception_handler(request, exc)
+        REJECTED.labels("422").inc()
+        errors = [
+            {k: v for k, v in error.items() if k in ("type", "loc", "msg", "input", "ctx")}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": json_safe(errors)}, status_code=422)
     REJECTED.labels("400").inc()
     first = exc.errors()[0] if exc.errors() else {}
     # ("body", "messages", 0, "content") -> "messages[0].content"
     param = "".join(
         f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ())[1:]
     ).lstrip(".")
-    message = f"{param or 'body'}: {first.get('msg', 'invalid request')}"
+    message = json_safe(f"{param or 'body'}: {first.get('msg', 'invalid request')}")
     return JSONResponse(openai_error(message, 400, "invalid_value", param or None), 400)
 
 

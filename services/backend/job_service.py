@@ -16,10 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
 from services.backend.errors import (
     ApiError,
+    BrokerUnavailable,
+    InvalidInput,
     JobCancelled,
     JobTimedOut,
     ModelFailed,
@@ -62,6 +65,20 @@ class Accepted:
 
     job: JobMessage
     queue: str
+    body: bytes  # the job message as published (serialised once, before anything is sent)
+    # The request's Idempotency-Key (hashed), and whether an earlier request holds it: then
+    # `job` names that request's job, which this one awaits instead of running the model again.
+    idempotency: str | None = None
+    repeat: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An `Idempotency-Key` header, hashed with the caller's API key (keys are per client), and
+    the hash of the request it came with (the same key with another body is refused)."""
+
+    key_hash: str
+    body_hash: str
 
 
 def _expire(outcome: asyncio.Future[JobOutcome]) -> None:
@@ -114,8 +131,16 @@ class JobService:
         queue: str | None = None,
         stream: bool = False,
         notify: bool = True,
+        idempotency: Idempotency | None = None,
     ) -> Accepted:
-        """Resolve the model's queue (404/503 now) and name the job; nothing is sent yet."""
+        """Resolve the model's queue (404/503 now) and name the job; nothing is sent yet.
+
+        With an Idempotency-Key already used, the job is the first request's (422 if that
+        request had another body)."""
+        if not self.publisher.ready:
+            # Said first: with the broker down, workers' heartbeats lapse too, and "no live
+            # worker" would send the operator the wrong way.
+            raise BrokerUnavailable("RabbitMQ is unreachable")
         target = await self.router.resolve(model, queue)
         now = time.time()
         # The server names every job: a client's job_id is kept for tracing, never trusted as
@@ -134,7 +159,48 @@ class JobService:
             deadline=now + self.timeout,
             client_job_id=client_job_id,
         )
-        return Accepted(job, target)
+        try:
+            body = job.model_dump_json().encode()
+        except PydanticSerializationError:
+            # JSON lets a body carry lone UTF-16 surrogates ("\ud800"); no UTF-8 text holds them.
+            raise InvalidInput("the request holds text that is not valid Unicode") from None
+        if idempotency is None:
+            return Accepted(job, target, body)
+        try:
+            taken = await self.store.claim(idempotency.key_hash, job.job_id, idempotency.body_hash)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable("Redis is unreachable") from e
+        if taken is None:
+            return Accepted(job, target, body, idempotency.key_hash)
+        first_job, first_body = taken
+        if first_body != idempotency.body_hash:
+            raise InvalidInput("this Idempotency-Key was used with another request body")
+        log.info("job %s: a repeat with the same Idempotency-Key", first_job)
+        job = job.model_copy(update={"job_id": first_job})
+        return Accepted(job, target, body, idempotency.key_hash, repeat=True)
+
+    async def _repeat(self, accepted: Accepted) -> JobOutcome:
+        """The outcome of the first request's job, read from its record (the first request may
+        be waiting in another process: its pushes go there)."""
+        job = accepted.job
+        delay = 0.02
+        while True:
+            try:
+                found = await self.store.outcomes([job.job_id])
+            except (RedisError, OSError) as e:
+                raise StoreUnavailable("Redis is unreachable") from e
+            if found:
+                return found[0]
+            if time.time() > job.deadline:
+                raise JobTimedOut(self._timeout_detail(job))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def _released(self, accepted: Accepted) -> None:
+        """The job was not accepted: its Idempotency-Key may be used again."""
+        if accepted.idempotency is not None and not accepted.repeat:
+            with contextlib.suppress(RedisError, OSError):
+                await self.store.release(accepted.idempotency)
 
     async def complete(
         self, accepted: Accepted, priority: int | None, gone: Awaitable[object] | None = None
@@ -144,8 +210,13 @@ class JobService:
         `gone` resolves when the client disconnects: the job is then cancelled.
         """
         job, queue = accepted.job, accepted.queue
+        if accepted.repeat:
+            outcome = await self._repeat(accepted)
+            if outcome.status is JobStatus.ERROR:
+                raise self._failure(job, outcome)
+            return outcome
         started = time.perf_counter()
-        outcome = await self._submit_and_wait(job, queue, priority, gone)
+        outcome = await self._submit_and_wait(accepted, priority, gone)
         metrics = queue_metrics(queue)
         metrics.seconds.observe(time.perf_counter() - started)
         self._observe(job, queue, outcome)
@@ -174,11 +245,12 @@ class JobService:
         if outcome.completion_tokens:
             metrics.output_tokens.inc(outcome.completion_tokens)
 
-    def _publish(self, job: JobMessage, queue: str, priority: int | None) -> asyncio.Future[None]:
+    def _publish(self, accepted: Accepted, priority: int | None) -> asyncio.Future[None]:
+        job = accepted.job
         return asyncio.ensure_future(
             self.publisher.publish(
-                queue,
-                job.model_dump_json().encode(),
+                accepted.queue,
+                accepted.body,
                 job_id=job.job_id,
                 priority=DEFAULT_PRIORITY if priority is None else priority,
                 expiration_s=self.timeout,
@@ -186,15 +258,12 @@ class JobService:
         )
 
     async def _submit_and_wait(
-        self,
-        job: JobMessage,
-        queue: str,
-        priority: int | None,
-        gone: Awaitable[object] | None = None,
+        self, accepted: Accepted, priority: int | None, gone: Awaitable[object] | None = None
     ) -> JobOutcome:
         """Publish the job and wait for whichever comes first: its outcome, a refused publish, or
         its deadline. All three land on the one future the waiter resolves (no `asyncio.wait`,
         no `wait_for` and their extra futures and loop turns on every request)."""
+        job = accepted.job
         if not self.waiter.subscribed.is_set():
             # Without the result subscription (Redis down) no answer could reach this request.
             raise StoreUnavailable("Redis is unreachable")
@@ -202,7 +271,7 @@ class JobService:
         loop = asyncio.get_running_loop()
         mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
         expire = loop.call_later(max(0.0, job.deadline - time.time()), _expire, outcome)
-        publish = self._publish(job, queue, priority)
+        publish = self._publish(accepted, priority)
         # RabbitMQ confirms a persistent message once it is on disk, or consumed and acked;
         # a fast worker's answer often comes first, and is then the proof of acceptance.
         publish.add_done_callback(functools.partial(_published, outcome))
@@ -221,6 +290,7 @@ class JobService:
         except ApiError as e:  # the broker refused the job (only the publish sets one)
             mark.cancel()
             await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
+            await self._released(accepted)
             raise
         finally:
             mark.cancel()
@@ -239,6 +309,14 @@ class JobService:
         client went away) cancels the job.
         """
         job, queue = accepted.job, accepted.queue
+        if accepted.repeat:  # the first request streams it; this one gets the whole answer
+            first = await self._repeat(accepted)
+            if first.status is JobStatus.ERROR:
+                raise self._failure(job, first)
+            if first.content:
+                yield first.content
+            yield first
+            return
         if not self.waiter.subscribed.is_set():
             raise StoreUnavailable("Redis is unreachable")
         nudged = asyncio.Event()
@@ -247,7 +325,7 @@ class JobService:
         accepted_at = time.perf_counter()
         mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
         expire = loop.call_later(max(0.0, job.deadline - time.time()), _expire, outcome)
-        publish = self._publish(job, queue, priority)
+        publish = self._publish(accepted, priority)
         publish.add_done_callback(functools.partial(_published, outcome))
         if gone is not None:
             asyncio.ensure_future(gone).add_done_callback(lambda _: _abandon(outcome))
@@ -306,6 +384,7 @@ class JobService:
                 raise
             finished = True  # the broker refused the job
             await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
+            await self._released(accepted)
             raise
         finally:
             mark.cancel()
@@ -319,11 +398,14 @@ class JobService:
     async def enqueue(self, accepted: Accepted, priority: int | None) -> None:
         """Record the job, then publish it and wait for the broker's confirm (an async job has
         no waiter: the record is how anyone learns about it)."""
+        if accepted.repeat:
+            return
         await self._create_or_fail(accepted.job)
         try:
-            await self._publish(accepted.job, accepted.queue, priority)
+            await self._publish(accepted, priority)
         except ApiError as e:
             await self._fail_quietly(accepted.job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
+            await self._released(accepted)
             raise
 
     async def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:

@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.backend.api.guard import EdgeGuard
 from services.backend.api.main import routes, telemetry
 from services.backend.auth import ApiKeys
 from services.backend.config import get_settings
+from services.backend.deps import check_api_key
 from services.backend.errors import install_error_handlers
 from services.backend.job_service import JobService
 from services.backend.metrics import JOBS_WAITING
@@ -94,6 +96,13 @@ def create_app() -> FastAPI:
         telemetry=telemetry(),
     )
     install_error_handlers(app)
+    settings = get_settings()
+    app.add_middleware(
+        EdgeGuard,
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        public=settings.public_endpoints,
+        check_key=check_api_key,
+    )
     return app
 
 

@@ -88,9 +88,10 @@ class ModelRouter:
         return sorted(self._by_model)
 
     def _lookup(self, model: str | None, queue: str | None) -> str | None:
-        """The queue to use, or None when the model is unknown."""
+        """The queue to use, or None when the model (or the queue asked for) is unknown."""
         if queue is not None:
-            return queue
+            known = queue == self.default_queue or queue in self._live_by_queue
+            return queue if known else None
         if model is None:
             return self.default_queue
         state = self._by_model.get(model)
@@ -107,6 +108,8 @@ class ModelRouter:
         if target is None or self._live_by_queue.get(target, 0) == 0:
             await self._refresh_on_miss()
             target = self._lookup(model, queue)
+        if target is None and queue is not None:
+            raise UnknownModel(f"queue {queue}", sorted(self._live_by_queue))
         if target is None:
             raise UnknownModel(str(model), self.known_models)
         if self._live_by_queue.get(target, 0) == 0:

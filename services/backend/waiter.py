@@ -42,6 +42,7 @@ class ResultWaiter:
         ] = {}
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._reading: set[asyncio.Future[None]] = set()
         self.subscribed = asyncio.Event()
 
     async def start(self) -> None:
@@ -84,9 +85,25 @@ class ResultWaiter:
                 entry[2].set()
             return
         try:
-            self._resolve(parse_outcome(data))
+            outcome = parse_outcome(data)
         except ValueError:
             log.error("dropping malformed notification on %s", self.channel)
+            return
+        if outcome.in_record:
+            task = asyncio.ensure_future(self._resolve_from_record(outcome))
+            self._reading.add(task)
+            task.add_done_callback(self._reading.discard)
+        else:
+            self._resolve(outcome)
+
+    async def _resolve_from_record(self, outcome: JobOutcome) -> None:
+        """A large answer: its push said where it is; on failure the sweep reads it later."""
+        try:
+            content = await self._store.content(outcome.job_id)
+        except (RedisError, OSError) as e:
+            log.warning("could not read job %s's answer: %s", outcome.job_id, describe(e))
+            return
+        self._resolve(outcome.model_copy(update={"content": content, "in_record": False}))
 
     async def _listen(self) -> None:
         """Keep the subscription up: on a bare connection (`redis_wire`), each message handled

@@ -6,10 +6,12 @@ object and pass them down, never open one per request.
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import aio_pika
 import aiormq.connection
+import aiormq.exceptions
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 # run, +37 % req/s and a third less broker CPU per job. It adds no unbounded buffering: every
 # frame belongs to a request or job in flight, which the prefetch and the HTTP concurrency bound.
 aiormq.connection.Connection.FRAME_BUFFER_SIZE = 512
+
+
+# Seconds between reconnection attempts once the broker went away.
+RECONNECT_S = 0.5
 
 
 def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
@@ -58,6 +64,8 @@ async def connect_broker(
                 settings.amqp_url,
                 timeout=timeout,
                 client_properties={"connection_name": name},
+                # aio-pika's default is 5 s: service would resume up to 5 s after the broker.
+                reconnect_interval=RECONNECT_S,
             )
         except (OSError, ConnectionError, TimeoutError) as e:
             if attempt == attempts:
@@ -67,21 +75,109 @@ async def connect_broker(
     raise AssertionError("unreachable")
 
 
-def queue_arguments(max_length: int) -> dict[str, Any]:
+# The dead-letter queue beside each model queue: jobs the worker rejected (malformed, out of
+# tries) and jobs whose deadline passed while queued. Bounded, so a flood of either cannot fill
+# the broker: the oldest are dropped first (`drop-head`) past DEAD_MAX_LENGTH jobs or
+# DEAD_MAX_BYTES of bodies, and each is kept DEAD_TTL_MS (7 days).
+DEAD_SUFFIX = ".dead"
+DEAD_MAX_LENGTH = 10_000
+DEAD_MAX_BYTES = 512 * 1024 * 1024
+DEAD_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The name of a model queue's dead-letter queue."""
+    return queue + DEAD_SUFFIX
+
+
+def queue_arguments(max_length: int, queue: str | None = None) -> dict[str, Any]:
     """Arguments every declaration of a model queue uses (a mismatch is a broker error).
 
     `reject-publish` makes a full queue nack new jobs, which the backend answers with 429
-    instead of silently dropping the oldest job.
+    instead of silently dropping the oldest job. With `queue`, rejected and expired jobs are
+    dead-lettered (through the default exchange) to its dead-letter queue.
     """
     args: dict[str, Any] = {"x-max-priority": MAX_PRIORITY}
     if max_length > 0:
         args["x-max-length"] = max_length
         args["x-overflow"] = "reject-publish"
+    if queue is not None:
+        args["x-dead-letter-exchange"] = ""
+        args["x-dead-letter-routing-key"] = dead_letter_queue(queue)
     return args
+
+
+def dead_queue_arguments() -> dict[str, Any]:
+    return {
+        "x-max-length": DEAD_MAX_LENGTH,
+        "x-max-length-bytes": DEAD_MAX_BYTES,
+        "x-overflow": "drop-head",
+        "x-message-ttl": DEAD_TTL_MS,
+    }
+
+
+async def _arguments_match(
+    channel: AbstractRobustChannel, queue: str, args: dict[str, Any]
+) -> bool:
+    """Whether `queue` can be declared with `args` (False: it exists with other arguments).
+
+    Tried on a channel of its own: the broker answers a mismatch by closing the channel.
+    """
+    underlay = await channel.get_underlay_channel()
+    probe = await underlay.connection.channel(publisher_confirms=False)
+    try:
+        await probe.queue_declare(queue, durable=True, arguments=args)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        return False
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+    return True
+
+
+async def _declare(
+    channel: AbstractRobustChannel, queue: str, args: dict[str, Any]
+) -> tuple[AbstractRobustQueue, bool]:
+    """Declare a durable queue with `args`; one declared before with others is used as it is.
+
+    Returns the queue and whether it has `args`.
+    """
+    if await _arguments_match(channel, queue, args):
+        return await channel.declare_queue(queue, durable=True, arguments=args), True
+    return await channel.declare_queue(queue, passive=True), False
 
 
 async def declare_model_queue(
     channel: AbstractRobustChannel, queue: str, *, max_length: int
 ) -> AbstractRobustQueue:
-    """Declare a model's durable queue; the worker that serves it owns the declaration."""
-    return await channel.declare_queue(queue, durable=True, arguments=queue_arguments(max_length))
+    """Declare a model's durable queue and its dead-letter queue; the worker owns both.
+
+    A queue declared by an older version (without dead-lettering) or with another
+    QUEUE_MAX_LENGTH cannot be redeclared (RabbitMQ refuses other arguments): it is used as it is,
+    with one warning, until an operator recreates it or sets a policy.
+    """
+    dead = dead_letter_queue(queue)
+    _, dead_ok = await _declare(channel, dead, dead_queue_arguments())
+    if not dead_ok:
+        log.warning(
+            "dead-letter queue %r exists with other arguments than %s; using it as it is",
+            dead,
+            dead_queue_arguments(),
+        )
+    declared, ok = await _declare(channel, queue, queue_arguments(max_length, queue))
+    if not ok:
+        log.warning(
+            "queue %r exists with other arguments (declared by an older version, without "
+            "dead-lettering, or with another QUEUE_MAX_LENGTH); using it as it is: jobs rejected "
+            "or expired there are dropped, not dead-lettered to %r, unless a policy says so. "
+            "Either recreate it (stop its workers, let it drain, `rabbitmqctl delete_queue %s`, "
+            "start a worker) or add a policy: rabbitmqctl set_policy %s-dlx '^%s$' "
+            '\'{"dead-letter-exchange":"","dead-letter-routing-key":"%s"}\' --apply-to queues',
+            queue,
+            dead,
+            queue,
+            queue,
+            re.escape(queue),
+            dead,
+        )
+    return declared

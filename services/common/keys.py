@@ -7,6 +7,7 @@
 {prefix}:notify:{instance}   pub/sub channel of one backend process: outcomes (JSON) and, for
                              streamed jobs, the bare job id when new pieces are in its stream
 {prefix}:cancel              pub/sub channel: a job id every worker stops (or skips) at once
+{prefix}:idem:{hash}         string: job id and body hash of an Idempotency-Key (TTL RESULT_TTL)
 {prefix}:models              hash: model name -> JSON announcement (queue, backend, last_seen)
 {prefix}:workers:{queue}     sorted set: worker id -> heartbeat expiry (epoch seconds)
 {prefix}:registry            pub/sub channel: a worker withdrew (payload: its queue)
@@ -24,6 +25,9 @@ class KeySpace:
 
     def pieces(self, job_id: str) -> str:
         return f"{self.prefix}:pieces:{job_id}"
+
+    def idempotency(self, key_hash: str) -> str:
+        return f"{self.prefix}:idem:{key_hash}"
 
     @property
     def cancel_channel(self) -> str:

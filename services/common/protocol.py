@@ -107,3 +107,5 @@ class JobOutcome(BaseModel):
     # queue-wait and generation-time metrics.
     started_at: float | None = None
     finished_at: float | None = None
+    # Set on a push whose answer was too large to carry (it stays in the record: read it there).
+    in_record: bool = False

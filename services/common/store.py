@@ -35,11 +35,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS[1] job hash. ARGV: now, ttl. Returns {status, tries}; a final status means "already done".
+# KEYS[1] job hash. ARGV: now, ttl, redelivered ('1' or '0'). Returns {status, tries}; a final
+# status means "already done". A redelivered job with no tries on record was started before
+# without a mark (it died within MARK_AFTER_S, or with its worker): that start counts too.
 _START = """
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'completed' or s == 'error' then return {s, 0} end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+local add = 1
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], 'tries') == 0 then add = 2 end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', add)
 redis.call('HSET', KEYS[1], 'status', 'in_progress', 'started_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'in_progress', tries}
@@ -75,6 +79,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
+
+# An answer larger than this is not pushed over pub/sub (the push says to read the record):
+# Redis drops a subscriber whose output buffer overflows (32 MB by default), and with it the
+# pushes of every other request waiting on that backend.
+PUSH_MAX_BYTES = 64 * 1024
 
 # Entries a piece stream keeps (the writer coalesces pieces, so one entry often holds many).
 PIECES_MAX = 20_000
@@ -123,10 +132,16 @@ class ResultStore:
         """Record a job as pending (unless a worker already got further)."""
         await self._eval(self._create, [self.keys.job(job.job_id)], [self.ttl, *_job_fields(job)])
 
-    async def start(self, job_id: str) -> tuple[JobStatus, int]:
-        """Mark a job in progress; returns its status and how many times it has been started."""
+    async def start(self, job_id: str, *, redelivered: bool = False) -> tuple[JobStatus, int]:
+        """Mark a job in progress; returns its status and how many times it has been started.
+
+        `redelivered`: the broker delivered it before, so it was started at least once already
+        even if no try is on record (a first start is only recorded after MARK_AFTER_S).
+        """
         status, tries = await self._eval(
-            self._start, [self.keys.job(job_id)], [repr(time.time()), self.ttl]
+            self._start,
+            [self.keys.job(job_id)],
+            [repr(time.time()), self.ttl, "1" if redelivered else "0"],
         )
         return JobStatus(status.decode() if isinstance(status, bytes) else status), int(tries)
 
@@ -151,7 +166,12 @@ class ResultStore:
             field, value = "error", outcome.error or "unknown error"
         if end_stream is None and job is not None:
             end_stream = job.stream
-        payload = outcome.model_dump_json() if notify or end_stream is not False else ""
+        payload = ""
+        if notify or end_stream is not False:
+            pushed = outcome
+            if len(value) > PUSH_MAX_BYTES // 4 and len(value.encode()) > PUSH_MAX_BYTES:
+                pushed = outcome.model_copy(update={"content": None, "in_record": True})
+            payload = pushed.model_dump_json()
         fill: list[str] = []
         if outcome.code is not None:
             fill += ["error_code", outcome.code.value]
@@ -219,6 +239,25 @@ class ResultStore:
     async def aclose(self) -> None:
         """Close the pipeline's own connection (the Redis client's pool is its owner's to close)."""
         await self._pipe.aclose()
+
+    async def claim(self, key_hash: str, job_id: str, body_hash: str) -> tuple[str, str] | None:
+        """Claim an idempotency key for `job_id`; if it was taken: (its job id, its body hash)."""
+        old = await self.redis.set(
+            self.keys.idempotency(key_hash), f"{job_id} {body_hash}", nx=True, get=True, ex=self.ttl
+        )
+        if old is None:
+            return None
+        taken_job, _, taken_body = old.decode().partition(" ")
+        return taken_job, taken_body
+
+    async def release(self, key_hash: str) -> None:
+        """Free an idempotency key whose job was never accepted (a retry may then run it)."""
+        await self.redis.delete(self.keys.idempotency(key_hash))
+
+    async def content(self, job_id: str) -> str | None:
+        """A finished job's answer, read from its record."""
+        raw = await self.redis.hget(self.keys.job(job_id), "content")
+        return raw.decode() if raw is not None else None
 
     async def get(self, job_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.job(job_id))

@@ -17,11 +17,11 @@ under closed-loop load the jobs in flight finish together, and the batching that
 those bursts.
 
 Safety: `multiple=True` acks every outstanding tag up to the one named, so the run only covers
-consecutive tags this worker has itself finished or settled: a delivery still running, or one
-that has not reached its handler yet, leaves a gap the run cannot cross. Delivery tags are per
-channel; after a reconnect the state starts again, and acks owed on the dead channel are dropped
-(the broker has already put those jobs back, and their redelivery finds them finished in the
-store).
+consecutive tags this worker has itself finished or settled: a delivery still running, one that
+has not reached its handler yet, or one whose nack (requeue or dead-letter) is not yet written
+leaves a gap the run cannot cross. Delivery tags are per channel; after a reconnect the state
+starts again, and acks owed on the dead channel are dropped (the broker has already put those
+jobs back, and their redelivery finds them finished in the store).
 """
 
 import asyncio
@@ -78,13 +78,23 @@ class AckBatcher:
             self._flushing = asyncio.create_task(self._flush_soon())
 
     async def nack(self, message: AbstractIncomingMessage, requeue: bool = True) -> None:
-        """Hand a job back now (rare: the result store is down)."""
+        """Settle a job now with a nack: handed back (`requeue`: the result store is down) or
+        dead-lettered (rejected). Rare, so sent at once, alone.
+
+        The tag joins the acked run only once its nack has been written: until then it is a gap,
+        so a `multiple` ack flushed meanwhile cannot cover it (that would ack a job meant for the
+        dead-letter queue, and the broker would then close the channel over the nack's unknown
+        tag).
+        """
         tag = message.delivery_tag
         assert tag is not None
-        if message.channel is self._channel:
-            self._settled.add(tag)
-            self._unsettled -= 1
-        await message.nack(requeue=requeue)
+        channel = message.channel
+        try:
+            await message.nack(requeue=requeue)
+        finally:
+            if channel is self._channel:
+                self._settled.add(tag)
+                self._unsettled -= 1
 
     async def _flush_soon(self) -> None:
         try:

@@ -5,6 +5,18 @@ deadline, bad payload, too many tries), written before the ack and shielded from
 a crash at any point means redelivery, never a lost job; a job started `JOB_MAX_TRIES` times is
 failed rather than retried forever. While Redis is unreachable the worker holds its jobs and retries
 the write instead of requeueing them in a tight loop (the original spun at 10k requeues).
+
+Dead letters: a job that cannot be run (malformed, out of tries) is rejected instead of acked once
+its error is stored (the waiting client gets it at once), and RabbitMQ moves it to the queue's
+dead-letter queue (`<queue>.dead`, see `declare_model_queue`), where
+`python -m tools.ops.deadletters` lists and replays it. Jobs whose deadline passed in the queue
+land there too, dead-lettered by the broker (x-death reason `expired`).
+
+Tries are counted before a job runs, whatever its speed, without a write for the common fast job:
+a first delivery is marked only if still running after MARK_AFTER_S, and a redelivery with no try
+on record counts that unmarked first start as well (`ResultStore.start(redelivered=True)`). So a
+job that kills its worker at once runs at most JOB_MAX_TRIES times. A job that was prefetched but
+never started by a worker that died counts a try it did not use (one of JOB_MAX_TRIES).
 """
 
 import asyncio
@@ -167,7 +179,9 @@ class Worker:
         taken_at = time.time()
         if message.redelivered:
             # Only a redelivered job can be a duplicate or a retry: check before running it.
-            status, tries = await self._store_retrying(lambda: self.store.start(job.job_id))
+            status, tries = await self._store_retrying(
+                lambda: self.store.start(job.job_id, redelivered=True)
+            )
             if status in FINAL_STATUSES:
                 log.info("job %s already %s; dropping the duplicate", job.job_id, status.value)
                 self.acks.ack(message)
@@ -178,7 +192,7 @@ class Worker:
                     f"gave up after {tries - 1} tries (the worker kept dying)",
                     ErrorCode.REJECTED,
                 )
-                await asyncio.shield(self._finish(job, outcome, message, taken_at))
+                await asyncio.shield(self._finish(job, outcome, message, taken_at, dead=True))
                 return
             log.info("job %s started again (model %s, try %d)", job.job_id, job.model, tries)
             outcome = await self._run(job)
@@ -242,10 +256,12 @@ class Worker:
                 job, "the model did not finish before the job's deadline", ErrorCode.DEADLINE
             )
         except ModelError as e:
+            log.warning("job %s: model error: %s (%s)", job.job_id, e, e.detail or "no detail")
             return self._error(job, str(e), ErrorCode.MODEL)
-        except Exception as e:
+        except Exception:
+            # The client reads a message that says nothing internal; the log has the rest.
             log.exception("job %s: model raised", job.job_id)
-            return self._error(job, f"{type(e).__name__}: {e}", ErrorCode.MODEL)
+            return self._error(job, "the model failed on this request", ErrorCode.MODEL)
         finally:
             self._running.pop(job.job_id, None)
         return JobOutcome(
@@ -291,7 +307,10 @@ class Worker:
         outcome: JobOutcome,
         message: AbstractIncomingMessage,
         taken_at: float,
+        *,
+        dead: bool = False,
     ) -> None:
+        """Store the outcome, then ack (or, `dead`, reject to the dead-letter queue)."""
         try:
             await self._store_retrying(
                 lambda: self.store.finish(outcome, job.notify, job=job, started_at=taken_at)
@@ -300,19 +319,31 @@ class Worker:
             log.error("job %s: result store unreachable; handing the job back", job.job_id)
             await self.acks.nack(message, requeue=True)
             return
+        if dead:
+            await self._dead_letter(message)
+            log.info("job %s %s (dead-lettered)", job.job_id, outcome.status.value)
+            return
         self.acks.ack(message)
         log.info("job %s %s", job.job_id, outcome.status.value)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """Reject: the broker moves the job to the queue's dead-letter queue."""
+        # A dead channel: the broker requeues the job. Malformed, it is rejected again; out of
+        # tries, it is then found failed and dropped as a duplicate (its error stays on record).
+        with contextlib.suppress(Exception):
+            await self.acks.nack(message, requeue=False)
 
     async def _reject_malformed(
         self, message: AbstractIncomingMessage, err: ValidationError
     ) -> None:
-        """A message we cannot parse is failed (if it names a job) and acked, never requeued."""
+        """A message we cannot parse is failed (if it names a job) and dead-lettered, never
+        requeued."""
         log.error("malformed job message %s: %s", message.message_id, err.errors()[:3])
         try:
             raw = orjson.loads(message.body)
             job_id, notify = str(raw["job_id"]), str(raw.get("notify", ""))
         except (ValueError, KeyError, TypeError):
-            self.acks.ack(message)
+            await self._dead_letter(message)
             return
         outcome = JobOutcome(
             job_id=job_id,
@@ -322,7 +353,7 @@ class Worker:
         )
         with contextlib.suppress(RedisError, OSError):
             await self._store_retrying(lambda: self.store.finish(outcome, notify))
-        self.acks.ack(message)
+        await self._dead_letter(message)
 
     async def _store_retrying(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a store operation, waiting out a Redis outage (up to STORE_RETRY_S)."""

@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.backend.errors import BadRequest
-from services.backend.schemas.original import none_to_default
+from services.backend.schemas.original import (
+    MAX_MESSAGES,
+    MAX_STOP_WORDS,
+    MAX_TOKENS,
+    StopWord,
+    none_to_default,
+)
 from services.common.protocol import (
     MAX_PRIORITY,
     ChatMessage,
@@ -29,7 +35,6 @@ from services.common.protocol import (
 # completions default is 16.
 CHAT_MAX_TOKENS = 8096
 COMPLETION_MAX_TOKENS = 16
-MAX_STOP_WORDS = 16
 
 
 class StreamOptions(BaseModel):
@@ -64,10 +69,12 @@ class OpenAIMessage(BaseModel):
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
-    temperature: Annotated[float, none_to_default(1.0), Field(ge=0, le=2)] = 1.0
+    model: str = Field(max_length=256)
+    temperature: Annotated[float, none_to_default(1.0), Field(ge=0, le=2, allow_inf_nan=False)] = (
+        1.0
+    )
     top_p: float | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: StopWord | list[StopWord] | None = None
     stream: Annotated[bool, none_to_default(False)] = False
     stream_options: StreamOptions | None = None
     priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
@@ -108,9 +115,9 @@ class _Request(BaseModel):
 
 
 class ChatCompletionRequest(_Request):
-    messages: list[OpenAIMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     top_logprobs: int | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
@@ -148,9 +155,9 @@ class ChatCompletionRequest(_Request):
 
 class CompletionRequest(_Request):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: Annotated[int, none_to_default(COMPLETION_MAX_TOKENS), Field(gt=0)] = (
-        COMPLETION_MAX_TOKENS
-    )
+    max_tokens: Annotated[
+        int, none_to_default(COMPLETION_MAX_TOKENS), Field(gt=0, le=MAX_TOKENS)
+    ] = COMPLETION_MAX_TOKENS
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = None

@@ -18,11 +18,24 @@ def none_to_default(default: Any) -> BeforeValidator:
     return BeforeValidator(lambda v: default if v is None else v)
 
 
+# Limits on what one request may ask for (bodies as a whole: MAX_BODY_BYTES). Stop words are
+# matched against the whole answer, so their number and length bound that work.
+MAX_TOKENS = 1_000_000
+MAX_MESSAGES = 1000
+MAX_STOP_WORDS = 16
+MAX_STOP_WORD_CHARS = 256
+StopWord = Annotated[str, Field(max_length=MAX_STOP_WORD_CHARS)]
+
+
 class PromptMeta(BaseModel):
-    temperature: Annotated[float, none_to_default(0.2), Field(ge=0, le=2)] = 0.2
-    tokens_limit: Annotated[int, none_to_default(8096), Field(gt=0)] = 8096
-    stop_words: Annotated[list[str], none_to_default([])] = Field(default_factory=list)
-    model: str | None = None
+    temperature: Annotated[float, none_to_default(0.2), Field(ge=0, le=2, allow_inf_nan=False)] = (
+        0.2
+    )
+    tokens_limit: Annotated[int, none_to_default(8096), Field(gt=0, le=MAX_TOKENS)] = 8096
+    stop_words: Annotated[list[StopWord], none_to_default([]), Field(max_length=MAX_STOP_WORDS)] = (
+        Field(default_factory=list)
+    )
+    model: str | None = Field(None, max_length=256)
 
 
 class _JobRequest(BaseModel):
@@ -39,7 +52,7 @@ class PromptModel(_JobRequest):
 
 class ChatCompletionModel(_JobRequest):
     source: str | None = "local"
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
 
 
 class ResponseModel(BaseModel):

@@ -56,16 +56,24 @@ class OpenAIModel(ModelBackend):
         try:
             response = await self._client.post(path, json=body)
         except httpx.HTTPError as e:
-            raise ModelError(f"upstream {self.base_url} unreachable: {e!r}") from e
+            raise ModelError(
+                "the upstream model server is unreachable", f"{self.base_url}: {e!r}"
+            ) from e
         if response.status_code != 200:
-            raise ModelError(f"upstream answered {response.status_code}: {response.text[:500]}")
+            raise ModelError(
+                f"the upstream model server answered {response.status_code}",
+                f"{self.base_url}{path}: {response.text[:500]}",
+            )
         try:
             answer = response.json()
             choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
             usage = answer.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            raise ModelError(f"upstream answer not in OpenAI format: {response.text[:200]}") from e
+            raise ModelError(
+                "the upstream model server's answer is not in OpenAI's format",
+                f"{self.base_url}{path}: {response.text[:200]}",
+            ) from e
         full = text or ""
         cut = cut_at_stop(full, request.params.stop)
         cut_short = len(cut) < len(full) or choice.get("finish_reason") != "length"

@@ -1,14 +1,17 @@
 """A Hugging Face causal LM loaded from MODEL_PATH (CPU, or GPU when torch sees one).
 
 Generation runs in a thread so the event loop keeps answering broker heartbeats; one generation at
-a time per model (transformers' `generate` does not batch concurrent callers). A stream cut short
-(stop word, cancelled caller) stops the model at its next token.
+a time per model (transformers' `generate` does not batch concurrent callers). An answer cut short
+(stop word, deadline, cancel, closed stream) stops the model at its next token through a stopping
+criterion, and the model's lock is held until the generation thread has really ended: a thread
+cannot be killed, and a caller that gave up must not let the next job run beside it (twice the
+GPU memory).
 """
 
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.protocol import FinishReason
 from services.worker.models.base import (
@@ -19,6 +22,38 @@ from services.worker.models.base import (
     Piece,
     cut_at_stop,
 )
+
+T = TypeVar("T")
+
+
+async def _join(work: "asyncio.Future[T]", halt: threading.Event) -> T:
+    """Await a generation thread's `work` to its very end; a cancel sets `halt` (the thread
+    stops at its next token) and is raised once the thread has ended.
+
+    A cancelled `to_thread` would leave its thread running: the lock would be released while the
+    model still generates.
+    """
+    cancelled: asyncio.CancelledError | None = None
+    while not work.done():
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError as e:
+            halt.set()
+            cancelled = e
+    if cancelled is not None:
+        raise cancelled
+    return work.result()
+
+
+def _halt_criteria(halt: threading.Event) -> Any:
+    """A stopping criterion that ends the generation at its next token once `halt` is set."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Halt(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            return halt.is_set()
+
+    return StoppingCriteriaList([Halt()])
 
 
 class TransformersModel(ModelBackend):
@@ -82,13 +117,9 @@ class TransformersModel(ModelBackend):
         return kwargs
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
         halt = threading.Event()  # set when the answer is cut short or its caller goes away
-
-        class Halt(StoppingCriteria):  # type: ignore[misc]
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return halt.is_set()
 
         async with self._lock:
             inputs = self._inputs(request)
@@ -102,7 +133,7 @@ class TransformersModel(ModelBackend):
 
             def run() -> None:
                 try:
-                    stopping = StoppingCriteriaList([Halt()])
+                    stopping = _halt_criteria(halt)
                     result.append(
                         self.model.generate(**kwargs, streamer=streamer, stopping_criteria=stopping)
                     )
@@ -110,10 +141,12 @@ class TransformersModel(ModelBackend):
                     errors.append(e)
                     streamer.end()
 
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
+            generation = asyncio.ensure_future(asyncio.to_thread(run))
             text = ""
             stops = request.params.stop
+            # A stop word ending in the new piece may begin in the text before it: search only
+            # that tail, not the whole answer again at every piece.
+            overlap = max(0, max((len(w) for w in stops), default=0) - 1)
             stopped = False
             sentinel = object()
             try:
@@ -122,21 +155,24 @@ class TransformersModel(ModelBackend):
                     if piece is sentinel:
                         break
                     assert isinstance(piece, str)
-                    cut = cut_at_stop(text + piece, stops)
-                    if len(cut) < len(text) + len(piece):
+                    start = max(0, len(text) - overlap)
+                    cut = start + len(cut_at_stop(text[start:] + piece, stops))
+                    if cut < len(text) + len(piece):
                         halt.set()
                         stopped = True
-                        if len(cut) > len(text):
-                            yield Piece(cut[len(text) :])
+                        if cut > len(text):
+                            yield Piece(piece[: cut - len(text)])
                         break
                     text += piece
                     if piece:
                         yield Piece(piece)
             finally:
                 halt.set()  # a cancelled or closed stream stops the model at its next token
-                await asyncio.to_thread(thread.join)
+                await _join(generation, halt)
             if errors:
-                raise ModelError(f"{type(errors[0]).__name__}: {errors[0]}")
+                raise ModelError(
+                    "the model failed on this request", f"{type(errors[0]).__name__}: {errors[0]}"
+                )
             generated = int(result[0].shape[1]) - prompt_len if result else 0
             yield Piece("", self._finish_reason(stopped, generated, kwargs), prompt_len, generated)
 
@@ -147,17 +183,19 @@ class TransformersModel(ModelBackend):
         return FinishReason.STOP
 
     async def generate(self, request: GenerationRequest) -> Generation:
+        halt = threading.Event()
         async with self._lock:
-            return await asyncio.to_thread(self._generate_sync, request)
+            work = asyncio.ensure_future(asyncio.to_thread(self._generate_sync, request, halt))
+            return await _join(work, halt)
 
-    def _generate_sync(self, request: GenerationRequest) -> Generation:
+    def _generate_sync(self, request: GenerationRequest, halt: threading.Event) -> Generation:
         import torch
 
         inputs = self._inputs(request)
         kwargs = self._generate_kwargs(request, inputs)
         prompt_len = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
-            out = self.model.generate(**kwargs)
+            out = self.model.generate(**kwargs, stopping_criteria=_halt_criteria(halt))
         new = out[0, prompt_len:]
         full = self.tokenizer.decode(new, skip_special_tokens=True)
         text = cut_at_stop(full, request.params.stop)

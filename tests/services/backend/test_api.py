@@ -209,6 +209,7 @@ def test_model_error_is_502_with_its_message(stack: Stack, queue: str) -> None:
     r = httpx.post(url + "/generate", json={"content": "x"}, timeout=20)
     assert r.status_code == 502
     assert "unreachable" in r.json()["detail"]
+    assert "127.0.0.1:9" not in r.json()["detail"]  # nothing internal reaches the client
 
 
 def test_full_queue_is_429(stack: Stack, queue: str) -> None:
@@ -258,3 +259,20 @@ def test_health_ready_and_metrics(echo: str) -> None:
     assert "llm_wrap_jobs_total" in metrics
     assert 'status="completed"' in metrics
     assert 'llm_wrap_requests_rejected_total{status="404"} 1.0' in metrics
+
+
+def test_operator_pages_follow_public_endpoints_when_keys_are_required(
+    stack: Stack, queue: str
+) -> None:
+    stack.worker(queue)
+    keyed = stack.backend(QUEUE_NAME=queue, API_KEYS="k1", PUBLIC_ENDPOINTS="").url
+    for path in ("/metrics", "/docs", "/openapi.json", "/redoc"):
+        assert httpx.get(keyed + path).status_code == 401, path
+        assert httpx.get(keyed + path, headers={"X-API-Key": "k1"}).status_code == 200, path
+    assert httpx.get(keyed + "/health").status_code == 200  # probes need no key
+    docs_only = stack.backend(QUEUE_NAME=queue, API_KEYS="k1", PUBLIC_ENDPOINTS="docs").url
+    assert httpx.get(docs_only + "/openapi.json").status_code == 200
+    assert httpx.get(docs_only + "/metrics").status_code == 401
+    # Without keys configured everything stays open, as before.
+    open_ = stack.backend(QUEUE_NAME=queue, PUBLIC_ENDPOINTS="").url
+    assert httpx.get(open_ + "/metrics").status_code == 200

@@ -9,6 +9,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from services.common.connections import dead_letter_queue, declare_model_queue
 from services.worker.acks import AckBatcher
 from tools.local.servers import RabbitServer
 
@@ -21,12 +22,16 @@ async def connection(rabbit_server: RabbitServer) -> AsyncIterator[AbstractRobus
 
 
 async def _deliver(
-    conn: AbstractRobustConnection, queue: str, n: int, acks: AckBatcher
+    conn: AbstractRobustConnection, queue: str, n: int, acks: AckBatcher, durable: bool = False
 ) -> tuple[aio_pika.abc.AbstractChannel, list[AbstractIncomingMessage]]:
-    """Publish n messages and take them all unacked on a fresh channel."""
+    """Publish n messages and take them all unacked on a fresh channel (`durable`: to the
+    model queue already declared under that name)."""
     ch = await conn.channel()
     await ch.set_qos(prefetch_count=n)
-    q = await ch.declare_queue(queue, auto_delete=False)
+    if durable:
+        q = await ch.declare_queue(queue, passive=True)
+    else:
+        q = await ch.declare_queue(queue, auto_delete=False)
     for i in range(n):
         await ch.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=queue)
     got: list[AbstractIncomingMessage] = []
@@ -160,3 +165,37 @@ async def test_stop_flush_sends_held_acks_at_once(
     await asyncio.sleep(0.05)
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-h") == 1
+
+
+async def test_a_rejected_job_among_acked_ones_is_dead_lettered_alone(
+    connection: AbstractRobustConnection, prefix: str
+) -> None:
+    # The worker's model queue: a rejected job goes to its dead-letter queue. The multiple ack
+    # of the jobs around it must neither cover it (it would be acked, not dead-lettered) nor stop
+    # at it for good (the jobs after it would stay unacked).
+    queue = f"{prefix}-r"
+    setup = await connection.channel()
+    await declare_model_queue(setup, queue, max_length=0)  # type: ignore[arg-type]
+    acks = AckBatcher(prefetch=8)  # the window is full: acks leave at the end of this turn
+    ch, msgs = await _deliver(connection, queue, 8, acks, durable=True)
+    acks.ack(msgs[0])
+    acks.ack(msgs[1])
+    rejecting = asyncio.ensure_future(acks.nack(msgs[2], requeue=False))
+    for m in msgs[3:6]:
+        acks.ack(m)
+    await rejecting
+    await asyncio.sleep(0.05)
+    for m in msgs[6:]:
+        acks.ack(m)
+    await asyncio.sleep(0.05)
+    assert not ch.is_closed  # no ack or nack of an unknown delivery tag
+    assert acks._frontier == 8  # one run over all of them at the end
+    await ch.close()
+    assert await _left_in_queue(connection, queue) == 0
+    dead = await setup.declare_queue(dead_letter_queue(queue), passive=True)
+    letter = await dead.get(timeout=5)
+    assert letter.body == b"2"
+    assert letter.headers["x-death"][0]["reason"] == "rejected"  # type: ignore[index]
+    await letter.ack()
+    assert await _left_in_queue(connection, dead_letter_queue(queue)) == 0
+    await setup.close()

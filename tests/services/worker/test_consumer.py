@@ -64,7 +64,7 @@ def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
     assert r.status_code == 503
 
 
-def test_malformed_message_is_acked_and_reported_not_requeued(
+def test_malformed_message_is_reported_and_dead_lettered_not_requeued(
     stack: Stack, queue: str, redis_server: RedisServer, rabbit_server: RabbitServer, prefix: str
 ) -> None:
     worker = stack.worker(queue)
@@ -86,6 +86,15 @@ def test_malformed_message_is_acked_and_reported_not_requeued(
     assert b"malformed" in r.hget(f"{prefix}:job:bad-1", "error")
     time.sleep(0.5)
     assert worker.output().count("malformed job message") == 2  # each seen once, not looping
+    assert asyncio.run(_messages(rabbit_server, f"{queue}.dead")) == 2
+
+
+async def _messages(rabbit_server: RabbitServer, queue: str) -> int:
+    conn = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{rabbit_server.port}/")
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.declare_queue(queue, passive=True)
+        return q.declaration_result.message_count or 0
 
 
 def test_job_records_go_through_their_statuses_with_timestamps(
@@ -154,6 +163,7 @@ def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(
     t.join(30)
     assert result["status"] == 502, result
     assert "gave up after 1 tries" in result["body"]["detail"]
+    assert "(dead-lettered)" in stack.procs[-1].output()
 
 
 def test_the_worker_reports_a_deadline_as_a_deadline_not_a_model_error(

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.backend.deps import JobServiceDep, require_api_key
+from services.backend.deps import IdempotencyDep, JobServiceDep, require_api_key
 from services.backend.errors import BadRequest, JobNotFound, StoreUnavailable
 from services.backend.schemas.openai import answer, parse_job_request
 from services.common.protocol import ErrorCode, FinishReason, JobKind, JobOutcome, JobStatus
@@ -38,7 +38,9 @@ _BODY_DOC = {
 
 
 @router.post("/jobs", status_code=202, openapi_extra=_BODY_DOC)
-async def submit(body: Annotated[dict[str, Any], Body()], jobs: JobServiceDep) -> Response:
+async def submit(
+    body: Annotated[dict[str, Any], Body()], jobs: JobServiceDep, key: IdempotencyDep
+) -> Response:
     """Queue a chat (`messages`) or completion (`prompt`) body; answers 202 with the job id."""
     try:
         request = parse_job_request(body)
@@ -48,7 +50,7 @@ async def submit(body: Annotated[dict[str, Any], Body()], jobs: JobServiceDep) -
         ) from None
     if request.stream:
         raise BadRequest("an async job is read back with GET /v1/jobs/{id}: no stream", "stream")
-    accepted = await jobs.accept(**request.job(), notify=False)
+    accepted = await jobs.accept(**request.job(), notify=False, idempotency=key)
     await jobs.enqueue(accepted, request.priority)
     job = accepted.job
     view = {

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from services.backend.api.headers import job_headers
-from services.backend.deps import JobServiceDep, require_api_key
+from services.backend.deps import IdempotencyDep, JobServiceDep, require_api_key
 from services.backend.errors import ApiError, openai_error
-from services.backend.job_service import JobService
+from services.backend.job_service import Idempotency, JobService
 from services.backend.schemas.openai import (
     ChatCompletionRequest,
     ChunkMaker,
@@ -40,16 +40,18 @@ async def list_models(jobs: JobServiceDep) -> Response:
 
 @router.post("/chat/completions")
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, jobs: JobServiceDep
+    body: ChatCompletionRequest, request: Request, jobs: JobServiceDep, key: IdempotencyDep
 ) -> Response:
     """A chat completion: OpenAI's body and answer; `stream: true` for server-sent events."""
-    return await _serve(body, request, jobs)
+    return await _serve(body, request, jobs, key)
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, request: Request, jobs: JobServiceDep) -> Response:
+async def completions(
+    body: CompletionRequest, request: Request, jobs: JobServiceDep, key: IdempotencyDep
+) -> Response:
     """A text completion from one prompt."""
-    return await _serve(body, request, jobs)
+    return await _serve(body, request, jobs, key)
 
 
 def watch_disconnect(request: Request) -> asyncio.Task[None]:
@@ -64,9 +66,12 @@ def watch_disconnect(request: Request) -> asyncio.Task[None]:
 
 
 async def _serve(
-    body: ChatCompletionRequest | CompletionRequest, request: Request, jobs: JobService
+    body: ChatCompletionRequest | CompletionRequest,
+    request: Request,
+    jobs: JobService,
+    key: Idempotency | None,
 ) -> Response:
-    accepted = await jobs.accept(**body.job(), stream=body.stream)
+    accepted = await jobs.accept(**body.job(), stream=body.stream, idempotency=key)
     job = accepted.job
     gone = watch_disconnect(request)
     if not body.stream:

@@ -32,6 +32,7 @@ async def generate(body: PromptModel, jobs: JobTargetDep) -> Response:
         prompt=body.content,
         client_job_id=body.job_id,
         queue=jobs.queue,
+        idempotency=jobs.idempotency,
     )
     outcome = await jobs.service.complete(accepted, body.priority)
     return answer_response(outcome.content or "", job_headers(accepted.job, outcome))
@@ -47,6 +48,7 @@ async def chat_completion(body: ChatCompletionModel, jobs: JobTargetDep) -> Resp
         messages=body.messages,
         client_job_id=body.job_id,
         queue=jobs.queue,
+        idempotency=jobs.idempotency,
     )
     outcome = await jobs.service.complete(accepted, body.priority)
     return answer_response(outcome.content or "", job_headers(accepted.job, outcome))

@@ -1,7 +1,15 @@
 """The echo model's contract: its own input back, truncated to tokens_limit, cut at a stop word."""
 
+import random
+
 from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
-from services.worker.models.base import Generation, GenerationRequest, Piece, cut_at_stop
+from services.worker.models.base import (
+    FIND_EACH_MAX,
+    Generation,
+    GenerationRequest,
+    Piece,
+    cut_at_stop,
+)
 from services.worker.models.echo import EchoModel
 
 
@@ -17,6 +25,24 @@ def test_cut_at_stop_takes_the_earliest_stop_word() -> None:
     assert cut_at_stop("a b STOP c END d", ["END", "STOP"]) == "a b "
     assert cut_at_stop("abc", []) == "abc"
     assert cut_at_stop("abc", [""]) == "abc"
+
+
+def test_cut_at_stop_with_many_words_agrees_with_searching_each() -> None:
+    # More than FIND_EACH_MAX words take the one-pass automaton: same answers as a find per word.
+    def each(text: str, stop: list[str]) -> str:
+        found = [i for i in (text.find(w) for w in stop if w) if i >= 0]
+        return text[: min(found, default=len(text))]
+
+    rnd = random.Random(7)
+    for n in (FIND_EACH_MAX, FIND_EACH_MAX + 1, 60):
+        for _ in range(300):
+            alphabet = rnd.choice(["ab", "abc.", "xyzé"])
+            text = "".join(rnd.choices(alphabet, k=rnd.randint(0, 80)))
+            stop = ["".join(rnd.choices(alphabet, k=rnd.randint(0, 7))) for _ in range(n)]
+            assert cut_at_stop(text, stop) == each(text, stop), (text, stop)
+    words = [f"w{i:03d}" for i in range(100)]
+    assert cut_at_stop("x w0 w050 w007", words) == "x w0 "
+    assert cut_at_stop("aaaab", ["a" * k + "b" for k in range(1, 40)]) == ""
 
 
 async def _text(m: EchoModel, req: GenerationRequest) -> str:

@@ -91,8 +91,10 @@ async def test_an_upstream_answer_that_is_not_openai_format_is_a_model_error(
     req = GenerationRequest(
         kind=JobKind.CHAT, params=SamplingParams(), messages=[ChatMessage(role="user", content="x")]
     )
-    with pytest.raises(ModelError, match="not in OpenAI format"):
+    with pytest.raises(ModelError, match="not in OpenAI's format") as error:
         await model.generate(req)
+    # The client's message names no address; the operator's detail (logged) does.
+    assert upstream not in str(error.value) and upstream in (error.value.detail or "")
     await model.close()
 
 

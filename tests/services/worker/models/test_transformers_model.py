@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,3 +119,77 @@ def test_worker_serves_the_tiny_model_end_to_end(
     too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
     r = httpx.post(url + "/generate", json=too_long, timeout=60)
     assert r.status_code == 502 and "TOKENS_LEN" in r.json()["detail"]
+
+
+class _Watch:
+    """Wraps the loaded model's `generate` (the one transformers runs in the thread): how many
+    run at once, and how many new tokens each made. Each is made long and slow (a test-side
+    stopping criterion sleeps 5 ms a token) so that a caller that gives up finds it running."""
+
+    def __init__(self, model: TransformersModel, monkeypatch: pytest.MonkeyPatch) -> None:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Slow(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: object, scores: object, **kwargs: object) -> bool:
+                time.sleep(0.005)
+                return False
+
+        self.running = 0
+        self.most = 0
+        self.made: list[int] = []
+        inner = model.model.generate
+
+        def generate(**kwargs: Any) -> Any:
+            kwargs["min_new_tokens"] = kwargs["max_new_tokens"]  # no early end of sequence
+            criteria = StoppingCriteriaList(kwargs.pop("stopping_criteria", None) or [])
+            criteria.append(Slow())
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                out = inner(**kwargs, stopping_criteria=criteria)
+            finally:
+                self.running -= 1
+            self.made.append(int(out.shape[1]) - int(kwargs["input_ids"].shape[1]))
+            return out
+
+        monkeypatch.setattr(model.model, "generate", generate)
+
+
+async def _consume(model: TransformersModel, req: GenerationRequest) -> None:
+    async for _ in model.stream(req):
+        pass
+
+
+@pytest.mark.parametrize("stop", ["deadline", "cancel twice"])
+@pytest.mark.parametrize("how", ["generate", "stream"])
+async def test_a_job_given_up_stops_the_model_before_the_next_one_starts(
+    model: TransformersModel, monkeypatch: pytest.MonkeyPatch, how: str, stop: str
+) -> None:
+    # The first job is given up (its deadline passes, as the worker's asyncio.timeout does, or
+    # it is cancelled, and cancelled again while it unwinds); the second, waiting for the model,
+    # must not run beside the first one's generation thread.
+    watch = _Watch(model, monkeypatch)
+    run = model.generate if how == "generate" else functools.partial(_consume, model)
+    left_running: list[int] = []
+
+    async def first_job() -> None:
+        try:
+            async with asyncio.timeout(0.1 if stop == "deadline" else None):
+                await run(_req(prompt="one", max_tokens=200))
+        finally:
+            left_running.append(watch.running)  # before the second job can take the model
+
+    first = asyncio.ensure_future(first_job())
+    second = asyncio.ensure_future(run(_req(prompt="two", max_tokens=3)))
+    if stop == "cancel twice":
+        await asyncio.sleep(0.1)
+        first.cancel()
+        await asyncio.sleep(0.002)
+        first.cancel()
+    with pytest.raises(TimeoutError if stop == "deadline" else asyncio.CancelledError):
+        await first
+    await second
+    assert left_running == [0]  # the first job ended only once its thread had
+    assert watch.most == 1
+    assert watch.made[0] < 200  # stopped at its next token, not run to the end
+    assert watch.made[1] == 3

@@ -1,0 +1,1 @@
+"""Operator commands for a running stack (`python -m tools.ops.<command>`)."""

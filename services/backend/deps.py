@@ -38,9 +38,9 @@ def check_api_key(request: Request) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class JobTarget:
-    """The process's job service, the queue this request asked for, if any, and its
-    Idempotency-Key."""
+class OriginalCall:
+    """What an original endpoint needs besides its body, read from the request in one step:
+    the job service, the original SDK's `?queue_name=` (if any) and the Idempotency-Key."""
 
     service: JobService
     queue: str | None
@@ -57,7 +57,7 @@ QUEUE_NAME_PARAMETER = {
 }
 
 
-async def get_job_target(request: Request) -> JobTarget:
+async def original_call(request: Request) -> OriginalCall:
     """The job service of this process, for a caller that passed the API-key check."""
     check_api_key(request)
     # Most requests have no query string: skip building QueryParams for them.
@@ -66,10 +66,10 @@ async def get_job_target(request: Request) -> JobTarget:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("query", "queue_name"), "msg": "empty queue name"}]
         )
-    return JobTarget(request.app.state.jobs, queue, await idempotency_of(request))
+    return OriginalCall(request.app.state.jobs, queue, await idempotency_of(request))
 
 
-JobTargetDep = Annotated[JobTarget, Depends(get_job_target)]
+OriginalCallDep = Annotated[OriginalCall, Depends(original_call)]
 
 
 IDEMPOTENCY_HEADER = b"idempotency-key"

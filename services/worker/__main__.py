@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from services.common.logs import setup_logging
 from services.worker.config import WorkerSettings
-from services.worker.consumer import Worker
 from services.worker.models import ModelBackend, ModelConfigError, build_model
+from services.worker.worker import Worker
 
 log = logging.getLogger("services.worker")
 

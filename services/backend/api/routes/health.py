@@ -3,9 +3,9 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from services.backend.metrics import LIVE_WORKERS, QUEUE_CONSUMERS, QUEUE_DEPTH
+from services.backend.readiness import unavailable
 
 router = APIRouter(tags=["health"])
 
@@ -19,17 +19,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Broker and result store reachable; 503 naming each component that is not."""
-    state = request.app.state
-    down = []
-    if not state.publisher.ready:
-        down.append("rabbitmq")
-    try:
-        await state.redis.ping()
-    except (RedisError, OSError):
-        down.append("redis")
-    else:
-        if not state.waiter.subscribed.is_set():
-            down.append("redis-subscription")
+    down = await unavailable(request.app.state)
     if down:
         return JSONResponse(
             {"detail": f"unavailable: {', '.join(down)}", "down": down}, status_code=503

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from services.backend.api.headers import job_headers
-from services.backend.deps import QUEUE_NAME_PARAMETER, JobTargetDep
+from services.backend.deps import QUEUE_NAME_PARAMETER, OriginalCallDep
 from services.backend.schemas.original import (
     ChatCompletionModel,
     PromptModel,
@@ -12,7 +12,7 @@ from services.backend.schemas.original import (
 )
 from services.common.protocol import JobKind, SamplingParams
 
-# The API-key check and `?queue_name=` are part of JobTargetDep: one dependency per request.
+# The API-key check and `?queue_name=` are part of OriginalCallDep: one dependency per request.
 router = APIRouter(tags=["jobs"])
 _QUERY = {"parameters": [QUEUE_NAME_PARAMETER]}
 
@@ -23,7 +23,7 @@ def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:
 
 
 @router.post("/generate", response_model=ResponseModel, openapi_extra=_QUERY)
-async def generate(body: PromptModel, jobs: JobTargetDep) -> Response:
+async def generate(body: PromptModel, jobs: OriginalCallDep) -> Response:
     """Answer one prompt."""
     accepted = await jobs.service.accept(
         kind=JobKind.GENERATE,
@@ -39,7 +39,7 @@ async def generate(body: PromptModel, jobs: JobTargetDep) -> Response:
 
 
 @router.post("/chat_completion", response_model=ResponseModel, openapi_extra=_QUERY)
-async def chat_completion(body: ChatCompletionModel, jobs: JobTargetDep) -> Response:
+async def chat_completion(body: ChatCompletionModel, jobs: OriginalCallDep) -> Response:
     """Answer the next turn of a chat."""
     accepted = await jobs.service.accept(
         kind=JobKind.CHAT,

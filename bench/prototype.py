@@ -47,7 +47,7 @@ CHANNEL = "prototype:results"
 def _connect_redis() -> aioredis.Redis:
     s = CommonSettings()
     return aioredis.Redis(
-        host=s.REDIS_HOST, port=s.REDIS_PORT, password=s.REDIS_PASSWORD, db=s.REDIS_DB
+        host=s.REDIS_HOST, port=s.REDIS_PORT, password=s.redis_password, db=s.REDIS_DB
     )
 
 

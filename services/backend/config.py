@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.common.settings import CommonSettings
 
@@ -12,7 +12,7 @@ class Settings(CommonSettings):
     # Seconds a request waits for its job before answering 504.
     JOB_TIMEOUT: float = Field(300.0, gt=0)
     # Comma-separated keys; when set, every job endpoint requires one (Bearer or X-API-Key).
-    API_KEYS: str = ""
+    API_KEYS: SecretStr = SecretStr("")
     # A file of keys, one per line, re-read when it changes; when set, keys are required.
     API_KEYS_FILE: str = ""
     # Operator pages left open when keys are required: `metrics` (/metrics), `docs` (/docs,
@@ -35,7 +35,8 @@ class Settings(CommonSettings):
 
     @property
     def api_keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.API_KEYS.split(",") if k.strip())
+        keys = self.API_KEYS.get_secret_value().split(",")
+        return frozenset(k.strip() for k in keys if k.strip())
 
 
 @lru_cache

@@ -37,8 +37,8 @@ SHUTDOWN_STEP_S = 5.0
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    setup_logging()
     settings = get_settings()
+    setup_logging(settings.LOG_LEVEL)
     instance = uuid.uuid4().hex[:12]
     keys = KeySpace(settings.REDIS_PREFIX)
     redis = make_redis(settings, max_connections=256)

@@ -40,7 +40,7 @@ def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
     return Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
-        password=settings.REDIS_PASSWORD,
+        password=settings.redis_password,
         db=settings.REDIS_DB,
         socket_connect_timeout=1.0,
         socket_timeout=5.0,

@@ -1,18 +1,16 @@
 """One logging setup for both services: timestamped lines on stderr, level from LOG_LEVEL."""
 
 import logging
-import os
 
 
-def setup_logging() -> None:
+def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger("services")
-    if root.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-    root.propagate = False
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
 
 
 def describe(e: BaseException) -> str:

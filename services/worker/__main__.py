@@ -48,6 +48,7 @@ def main() -> int:
     setup_logging()
     try:
         settings = WorkerSettings()
+        setup_logging(settings.LOG_LEVEL)
         model = build_model(settings)
     except ValidationError as e:
         for err in e.errors():

@@ -1,10 +1,9 @@
 """Worker settings, read once from the environment (and `.env`); names from CONTRACT.md."""
 
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, Json, model_validator
+from pydantic import Field, Json, SecretStr, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -31,7 +30,7 @@ class WorkerSettings(CommonSettings):
     INNER_LLM_URL: str = ""
     # Upstream model name for the openai backend (defaults to MODEL_NAME).
     INNER_LLM_MODEL: str = ""
-    INNER_LLM_API_KEY: str = ""
+    INNER_LLM_API_KEY: SecretStr = SecretStr("")
     ECHO_TOKEN_DELAY_MS: float = Field(0.0, ge=0)
 
     # Jobs the worker holds at once. Unset: as many as the model runs at once (vLLM: its
@@ -64,8 +63,3 @@ class WorkerSettings(CommonSettings):
         if self.HEARTBEAT_TTL <= self.HEARTBEAT_INTERVAL:
             raise ValueError("HEARTBEAT_TTL must be longer than HEARTBEAT_INTERVAL")
         return self
-
-
-@lru_cache
-def get_settings() -> WorkerSettings:
-    return WorkerSettings()

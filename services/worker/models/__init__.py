@@ -39,7 +39,7 @@ def build_model(settings: WorkerSettings) -> ModelBackend:
             return OpenAIModel(
                 settings.INNER_LLM_URL,
                 settings.INNER_LLM_MODEL or settings.MODEL_NAME,
-                api_key=settings.INNER_LLM_API_KEY,
+                api_key=settings.INNER_LLM_API_KEY.get_secret_value(),
             )
         case ModelBackendName.VLLM:
             from services.worker.models.vllm_model import VLLMModel

@@ -1,5 +1,6 @@
 """Settings: contract names, defaults for everything, real env over `.env`, strict parsing."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,56 @@ def test_engine_args_and_aliases_parse(monkeypatch: pytest.MonkeyPatch, tmp_path
     w = WorkerSettings()
     assert w.ENGINE_ARGS == {"enforce_eager": True}
     assert w.model_names == ["m", "a", "b"]
+
+
+def _documented(path: Path) -> dict[str, str]:
+    """KEY=value lines of an env file, commented-out ones (`# KEY=`) included."""
+    found = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^#?\s*([A-Z][A-Z0-9_]+)=(.*)$", line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def test_example_env_lists_every_setting_and_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "env" / "example.env"
+    documented = _documented(example)
+    settings = set(Settings.model_fields) | set(WorkerSettings.model_fields)
+    assert sorted(settings - set(documented)) == [], "settings missing from env/example.env"
+    assert sorted(set(documented) - settings) == [], "env/example.env names unknown settings"
+    # The file as a user copies it is valid for both services.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(example.read_text())
+    Settings()
+    WorkerSettings()
+
+
+def test_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in (
+        ("RABBIT_MQ_PASSWORD", "pw-rabbit"),
+        ("REDIS_PASSWORD", "pw-redis"),
+        ("API_KEYS", "key-1,key-2"),
+        ("INNER_LLM_API_KEY", "sk-upstream"),
+    ):
+        monkeypatch.setenv(name, value)
+    shown = repr(Settings()) + str(Settings()) + repr(WorkerSettings())
+    for secret in ("pw-rabbit", "pw-redis", "key-1", "sk-upstream"):
+        assert secret not in shown
+    s = Settings()
+    assert s.api_keys == {"key-1", "key-2"} and "pw-rabbit" in s.amqp_url
+    assert s.redis_password == "pw-redis"
+
+
+def test_log_level_is_read_like_every_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LOG_LEVEL=DEBUG\n")
+    assert Settings().LOG_LEVEL == "DEBUG"
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(ValidationError, match="LOG_LEVEL"):
+        Settings()

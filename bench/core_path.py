@@ -236,7 +236,7 @@ def print_prototype(results: Results) -> None:
         )
 
 
-TARGET_RATIO_C64 = 0.30  # x the floor's req/s at c=64 (shared/notes/broker-path-limit.md)
+TARGET_RATIO_C64 = 0.30  # x the floor's req/s at c=64 (docs/broker-path-limit.md)
 TARGET_P50_C1_MS = 1.0  # p50 at c=1
 
 
@@ -257,7 +257,7 @@ def print_verdict(results: Results, hops: tuple[float, float] | None) -> None:
     none of the backend's or worker's own work), which no design on this path can go under."""
     print(
         f"# target: c=64 >= {TARGET_RATIO_C64:.2f} x floor req/s, "
-        f"c=1 p50 <= {TARGET_P50_C1_MS:g} ms (shared/notes/broker-path-limit.md)"
+        f"c=1 p50 <= {TARGET_P50_C1_MS:g} ms (docs/broker-path-limit.md)"
     )
     if 64 in results:
         floor, path, proto = results[64]
@@ -294,7 +294,7 @@ def main() -> int:
         "--floor-procs",
         type=int,
         help="uvicorn --workers for the floor (default: as the backend; the target in "
-        "shared/notes/broker-path-limit.md compares a 2-process path with a 1-process floor)",
+        "docs/broker-path-limit.md compares a 2-process path with a 1-process floor)",
     )
     ap.add_argument("--workers", type=int, default=1, help="echo worker processes")
     ap.add_argument("--worker-concurrency", type=int, default=128)
@@ -303,7 +303,7 @@ def main() -> int:
         "--prototype",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also run the best-case prototype of shared/notes/broker-path-limit.md "
+        help="also run the best-case prototype of docs/broker-path-limit.md "
         "(bench/prototype.py) on the same servers, with as many HTTP processes as the backend "
         "(default: on)",
     )

@@ -1,4 +1,4 @@
-"""The best-case prototype of `shared/notes/broker-path-limit.md`, rebuilt as a same-run baseline.
+"""The best-case prototype of `docs/broker-path-limit.md`, rebuilt as a same-run baseline.
 
 The benchmark's target (>= 0.30 x the floor at c=64, p50 <= 1 ms at c=1) is what this prototype
 reached on the machine the note was measured on; VMs of the same kind differ (the floor's own c=1

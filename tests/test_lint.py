@@ -1,4 +1,5 @@
-"""The code base passes ruff (lint and format), with the rules in pyproject.toml."""
+"""The code base passes ruff (lint and format) and mypy (strict), with the settings in
+pyproject.toml."""
 
 import shutil
 import subprocess
@@ -21,4 +22,15 @@ def _ruff() -> str:
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff(args: list[str]) -> None:
     proc = subprocess.run([_ruff(), *args, *PATHS], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict() -> None:
+    """services/ and tools/ type-check clean (strict, pydantic's plugin)."""
+    mypy = Path(sys.executable).parent / "mypy"
+    if not mypy.exists():
+        pytest.skip("mypy is not installed (the dev extra has it)")
+    proc = subprocess.run(
+        [str(mypy), "services", "tools"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Typed errors of the request path and their one mapping to HTTP statuses (CONTRACT.md).
+"""Typed errors of the request path and their one mapping to HTTP statuses (README: statuses).
 
 ApiError
 ├── BadRequest          400  a parameter no worker can honour (OpenAI routes)
@@ -20,6 +20,7 @@ so the openai SDK raises its typed exceptions (validation errors are 400 there, 
 """
 
 import math
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -138,7 +139,7 @@ def openai_error(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def is_openai(scope: dict[str, Any]) -> bool:
+def is_openai(scope: MutableMapping[str, Any]) -> bool:
     return str(scope.get("path", "")).startswith(OPENAI_PREFIX)
 
 
@@ -164,7 +165,7 @@ def json_safe(value: Any) -> Any:
 
 
 def error_response(
-    scope: dict[str, Any], status: int, message: str, code: str | None = None
+    scope: MutableMapping[str, Any], status: int, message: str, code: str | None = None
 ) -> JSONResponse:
     """One error in the body the route's clients expect (OpenAI's under /v1)."""
     headers = _retry_after(status)

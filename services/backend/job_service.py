@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,7 +299,7 @@ class JobService:
 
     async def stream(
         self, accepted: Accepted, priority: int | None, gone: Awaitable[object] | None = None
-    ) -> AsyncIterator[str | JobOutcome]:
+    ) -> AsyncGenerator[str | JobOutcome, None]:
         """Publish a streamed job, then yield its text as the worker writes it, and last its
         completed outcome. An error before the first text raises (the route can still answer
         with a status); after it, a failed outcome is yielded for the route to report in-band.

@@ -36,7 +36,7 @@ class JobPublisher:
     ) -> "JobPublisher":
         connection = await connect_broker(settings, name=name, attempts=attempts)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(connection, channel, timeout)  # type: ignore[arg-type]
+        return cls(connection, channel, timeout)
 
     @property
     def ready(self) -> bool:
@@ -60,7 +60,8 @@ class JobPublisher:
             # Message/Exchange layers and waiting for the socket write (`wait=False` still
             # waits for the broker's confirm) cost about a third of publishing's CPU.
             channel = await self._channel.get_underlay_channel()
-            await channel.basic_publish(
+            # aiormq's abstract channel does not declare `wait`; its Channel has it.
+            await channel.basic_publish(  # type: ignore[call-arg]
                 body,
                 routing_key=queue,
                 properties=properties,

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 # AMQP priorities are 0..MAX_PRIORITY; queues are declared with this `x-max-priority`.
 MAX_PRIORITY = 10
 DEFAULT_PRIORITY = 5

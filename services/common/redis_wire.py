@@ -110,7 +110,8 @@ class Wire(asyncio.Protocol):
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
-            self.fail(ConnectionError(f"Redis did not answer {args[0]} within {timeout} s"))
+            command = args[0].decode() if isinstance(args[0], bytes) else args[0]
+            self.fail(ConnectionError(f"Redis did not answer {command} within {timeout} s"))
             raise
 
     def fail(self, exc: Exception) -> None:

@@ -245,7 +245,7 @@ class ResultStore:
         old = await self.redis.set(
             self.keys.idempotency(key_hash), f"{job_id} {body_hash}", nx=True, get=True, ex=self.ttl
         )
-        if old is None:
+        if not isinstance(old, bytes):  # nil: the key was free, and is ours now
             return None
         taken_job, _, taken_body = old.decode().partition(" ")
         return taken_job, taken_body
@@ -256,11 +256,11 @@ class ResultStore:
 
     async def content(self, job_id: str) -> str | None:
         """A finished job's answer, read from its record."""
-        raw = await self.redis.hget(self.keys.job(job_id), "content")
+        raw: bytes | None = await self.redis.hget(self.keys.job(job_id), "content")  # type: ignore[assignment]
         return raw.decode() if raw is not None else None
 
     async def get(self, job_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def outcomes(self, job_ids: list[str]) -> list[JobOutcome]:

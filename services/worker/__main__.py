@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,12 +25,13 @@ async def serve(settings: WorkerSettings, model: ModelBackend) -> int:
         loop.add_signal_handler(sig, stop.set)
     starting = asyncio.create_task(worker.start())
     stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
+    waits: set[asyncio.Future[Any]] = {starting, stopped, worker.failed}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     if starting.done() and starting.exception() is not None:
         await worker.stop()
         raise starting.exception()  # type: ignore[misc]
     if not worker.failed.done():
-        await asyncio.wait({stopped, worker.failed}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits - {starting}, return_when=asyncio.FIRST_COMPLETED)
     starting.cancel()
     stopped.cancel()
     if worker.failed.done():

@@ -1,4 +1,4 @@
-"""Worker settings, read once from the environment (and `.env`); names from CONTRACT.md."""
+"""Worker settings, read once from the environment (and `.env`); names of the original protollm-api."""
 
 from enum import StrEnum
 from typing import Any

@@ -1,6 +1,6 @@
 """The job loop: take jobs from the model's queue, run them, store every outcome, then ack.
 
-Guarantees (STYLE rule 6): every job taken ends in a stored outcome (success, model error,
+Guarantees: every job taken ends in a stored outcome (success, model error,
 deadline, bad payload, too many tries), written before the ack and shielded from cancellation, so
 a crash at any point means redelivery, never a lost job; a job started `JOB_MAX_TRIES` times is
 failed rather than retried forever. While Redis is unreachable the worker holds its jobs and retries
@@ -125,7 +125,7 @@ class Worker:
         self._connection = await connect_broker(
             self.settings, name=f"worker-{self.worker_id}", attempts=60
         )
-        self._channel = await self._connection.channel()  # type: ignore[assignment]
+        self._channel = await self._connection.channel()
         assert self._channel is not None
         await self._channel.set_qos(prefetch_count=self.concurrency)
         self._queue = await declare_model_queue(
@@ -177,6 +177,7 @@ class Worker:
             await self._reject_malformed(message, e)
             return
         taken_at = time.time()
+        outcome: JobOutcome | None
         if message.redelivered:
             # Only a redelivered job can be a duplicate or a retry: check before running it.
             status, tries = await self._store_retrying(

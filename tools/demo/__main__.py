@@ -14,7 +14,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", 8000)))
     args = parser.parse_args()
     mode = local if args.local else compose
-    return mode.up(args.port) if args.action == "up" else mode.down()
+    code: int = mode.up(args.port) if args.action == "up" else mode.down()
+    return code
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def read_shape(model_dir: str, engine_args: dict[str, Any]) -> ModelShape | None
         quant = cfg.get("quantization_config")
         bits = quant.get("bits") if isinstance(quant, dict) else None
         usable = isinstance(bits, int) and not isinstance(bits, bool) and 0 < bits <= 64
-        per_param = bits / 8 if usable else dtype
+        per_param = bits / 8 if usable and isinstance(bits, int) else dtype
         weights = int(_params(cfg, layers, heads, kv_heads, head_dim) * per_param)
         source = "parameters in config.json"
     return ModelShape(layers, heads, kv_heads, head_dim, dtype, kv_dtype, weights, source)

@@ -150,7 +150,7 @@ def env_pairs(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def worker_env(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> list[tuple[str, str]]:
-    """The worker's variables (CONTRACT.md names), unquoted, in file order."""
+    """The worker's variables (the services' public names), unquoted, in file order."""
     env = [
         ("MODEL_NAME", model.name),
         ("QUEUE_NAME", checks.queue_of(model)),

@@ -26,8 +26,19 @@ from tools.fleet.monitoring import Monitoring, make_monitoring
 from tools.fleet.plan import Plan, make_plan
 from tools.fleet.problems import FleetError, Problem
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 COMPOSE_FILE = "docker-compose.yml"
+
+
+def _templates() -> Path:
+    """The top-level `templates/`: reached through the package's `templates` symlink in a
+    checkout, shipped as that folder's files by a wheel. A checkout whose git made no symlink
+    (core.symlinks off) leaves a small file there, so the repository's folder is read directly."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "templates"
+    return shipped.resolve() if shipped.is_dir() else here.parents[1] / "templates"
+
+
+TEMPLATES = _templates()
 
 
 def _quote(value: object) -> str:

@@ -45,7 +45,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep=deep)
+            return super().construct_object(node, deep=deep)  # type: ignore[no-untyped-call]
         except yaml.YAMLError:
             raise
         except (ValueError, TypeError, AttributeError, OverflowError, KeyError) as e:

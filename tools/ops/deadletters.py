@@ -73,8 +73,9 @@ class DeadLetter:
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> DeadLetter:
-        deaths = (message.headers or {}).get("x-death") or []
-        last: dict[str, Any] = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
+        deaths = (message.headers or {}).get("x-death")
+        first = deaths[0] if isinstance(deaths, list) and deaths else None
+        last: dict[str, Any] = first if isinstance(first, dict) else {}
         at = last.get("time")
         return cls(
             message=message,

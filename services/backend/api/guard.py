@@ -85,7 +85,8 @@ class EdgeGuard:
         await self.app(scope, replay, send)
 
     async def _read_within_limit(self, receive: Receive) -> bytes:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":

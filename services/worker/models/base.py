@@ -7,7 +7,7 @@ streaming client will be sent.
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -166,7 +166,7 @@ class ModelBackend(ABC):
         """Load weights / open clients; called once before the worker takes jobs."""
 
     @abstractmethod
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         """Yield the answer in pieces, already cut at stop words and limited to max_tokens."""
 
     async def generate(self, request: GenerationRequest) -> Generation:

@@ -8,7 +8,7 @@ Token counts are in these words: the prompt's (its source text's) and the answer
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from services.common.protocol import FinishReason
 from services.worker.models.base import (
@@ -32,7 +32,7 @@ class EchoModel(ModelBackend):
             return request.prompt
         return request.messages[-1].content if request.messages else ""
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         source = self.source_text(request)
         text = cut_at_stop(source, request.params.stop)
         limit = request.params.max_tokens

@@ -1,6 +1,6 @@
 """Forward jobs to an OpenAI-compatible server at INNER_LLM_URL (vLLM, TGI, llama.cpp, a vendor)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -84,7 +84,7 @@ class OpenAIModel(ModelBackend):
             _count(usage.get("completion_tokens")),
         )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         # Whole answer as one piece until token streaming is wired through the queue.
         g = await self.generate(request)
         yield Piece(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)

@@ -10,7 +10,7 @@ GPU memory).
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
 from services.common.protocol import FinishReason
@@ -49,7 +49,7 @@ def _halt_criteria(halt: threading.Event) -> Any:
     """A stopping criterion that ends the generation at its next token once `halt` is set."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class Halt(StoppingCriteria):  # type: ignore[misc]
+    class Halt(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
             return halt.is_set()
 
@@ -116,7 +116,7 @@ class TransformersModel(ModelBackend):
             kwargs.update(do_sample=False)
         return kwargs
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         from transformers import TextIteratorStreamer
 
         halt = threading.Event()  # set when the answer is cut short or its caller goes away
@@ -139,7 +139,7 @@ class TransformersModel(ModelBackend):
                     )
                 except BaseException as e:  # surfaced to the caller below
                     errors.append(e)
-                    streamer.end()
+                    streamer.end()  # type: ignore[no-untyped-call]
 
             generation = asyncio.ensure_future(asyncio.to_thread(run))
             text = ""

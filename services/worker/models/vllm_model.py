@@ -29,7 +29,7 @@ import dataclasses
 import difflib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from services.common.protocol import FinishReason
@@ -119,6 +119,7 @@ class VLLMModel(ModelBackend):
         # Starting the engine process and loading weights blocks for seconds to minutes:
         # off the event loop. AsyncLLM starts its loop-bound tasks on first use.
         self._engine = await asyncio.to_thread(AsyncLLM.from_vllm_config, self.config)
+        assert self._engine is not None
         self._tokenizer = self._engine.get_tokenizer()
         self._defaults = {
             k: v
@@ -155,7 +156,7 @@ class VLLMModel(ModelBackend):
         )
         return list(tok.encode(text, add_special_tokens=False))
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         from vllm.sampling_params import RequestOutputKind
 
         return self._pieces(request, RequestOutputKind.DELTA)
@@ -174,7 +175,7 @@ class VLLMModel(ModelBackend):
 
     async def _pieces(
         self, request: GenerationRequest, kind: RequestOutputKind
-    ) -> AsyncIterator[Piece]:
+    ) -> AsyncGenerator[Piece, None]:
         from vllm import SamplingParams
         from vllm.exceptions import VLLMError
         from vllm.inputs import TokensPrompt

@@ -52,6 +52,15 @@ class AckBatcher:
         self._held: asyncio.TimerHandle | None = None
         self.frames = 0  # ack frames sent (for tests and benchmarks)
 
+    @property
+    def prefetch(self) -> int:
+        return self._prefetch
+
+    @prefetch.setter
+    def prefetch(self, value: int) -> None:
+        """Set once the channel's prefetch is known (the worker's, after its model loaded)."""
+        self._prefetch = value
+
     def received(self, message: AbstractIncomingMessage) -> None:
         """Call as a delivery reaches its handler: a delivery on a new channel starts afresh."""
         if message.channel is not self._channel:

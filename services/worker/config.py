@@ -1,4 +1,4 @@
-"""Worker settings, read once from the environment (and `.env`); names of the original protollm-api."""
+"""Worker settings, read once from the environment (and `.env`); the original's names."""
 
 from enum import StrEnum
 from typing import Any

@@ -86,8 +86,9 @@ class Worker:
         # The deadline scope of each running job: a cancel moves its deadline to now.
         self._running: dict[str, asyncio.Timeout] = {}
         self.cancels = CancelListener(self.redis, self.keys, self._stop_job)
-        self.concurrency = settings.WORKER_CONCURRENCY or DEFAULT_CONCURRENCY  # final after load
-        self.acks = AckBatcher(prefetch=self.concurrency)
+        # Jobs held at once: known once the model has loaded (its capacity), set in start().
+        self.concurrency = 0
+        self.acks = AckBatcher()
         self._stopping = False
         # Set with the reason when the model can no longer serve; `python -m services.worker`
         # then exits non-zero and the jobs this worker held go back to the queue.
@@ -120,7 +121,7 @@ class Worker:
         log.info("model loaded in %.1f s", time.perf_counter() - started)
         # One worker holds as many jobs as its model runs at once, unless told otherwise.
         self.concurrency = s.WORKER_CONCURRENCY or self.model.capacity or DEFAULT_CONCURRENCY
-        self.acks = AckBatcher(prefetch=self.concurrency)
+        self.acks.prefetch = self.concurrency
         self._watchdog = asyncio.create_task(self._watch_model(), name="model-watchdog")
         self._connection = await connect_broker(
             self.settings, name=f"worker-{self.worker_id}", attempts=60

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["services", "tools", "bench", "tests"]
+PATHS = ["services", "tools", "bench", "tests", "loadtests"]
 
 
 def _ruff() -> str:

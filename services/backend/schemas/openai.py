@@ -70,7 +70,7 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(max_length=256)
-    temperature: Annotated[float, none_to_default(1.0), Field(ge=0, le=2, allow_inf_nan=False)] = (
+    temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False), none_to_default(1.0)] = (
         1.0
     )
     top_p: float | None = Field(None, gt=0, le=1)
@@ -156,7 +156,7 @@ class ChatCompletionRequest(_Request):
 class CompletionRequest(_Request):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: Annotated[
-        int, none_to_default(COMPLETION_MAX_TOKENS), Field(gt=0, le=MAX_TOKENS)
+        int, Field(gt=0, le=MAX_TOKENS), none_to_default(COMPLETION_MAX_TOKENS)
     ] = COMPLETION_MAX_TOKENS
     echo: bool | None = None
     suffix: str | None = None
@@ -221,7 +221,9 @@ def usage(outcome: JobOutcome) -> dict[str, int] | None:
     }
 
 
-def answer(kind: JobKind, job_id: str, model: str, created: int, outcome: JobOutcome) -> dict:
+def answer(
+    kind: JobKind, job_id: str, model: str, created: int, outcome: JobOutcome
+) -> dict[str, Any]:
     """The non-streamed answer: `chat.completion` or `text_completion`."""
     finish = (outcome.finish_reason or FinishReason.STOP).value
     text = outcome.content or ""
@@ -263,7 +265,7 @@ class ChunkMaker:
         self.include_usage = include_usage
 
     def _chunk(self, choice: dict[str, Any] | None) -> dict[str, Any]:
-        chunk = {**self.base, "choices": [choice] if choice is not None else []}
+        chunk: dict[str, Any] = {**self.base, "choices": [choice] if choice is not None else []}
         if self.include_usage:
             chunk["usage"] = None
         return chunk

@@ -28,11 +28,11 @@ StopWord = Annotated[str, Field(max_length=MAX_STOP_WORD_CHARS)]
 
 
 class PromptMeta(BaseModel):
-    temperature: Annotated[float, none_to_default(0.2), Field(ge=0, le=2, allow_inf_nan=False)] = (
+    temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False), none_to_default(0.2)] = (
         0.2
     )
-    tokens_limit: Annotated[int, none_to_default(8096), Field(gt=0, le=MAX_TOKENS)] = 8096
-    stop_words: Annotated[list[StopWord], none_to_default([]), Field(max_length=MAX_STOP_WORDS)] = (
+    tokens_limit: Annotated[int, Field(gt=0, le=MAX_TOKENS), none_to_default(8096)] = 8096
+    stop_words: Annotated[list[StopWord], Field(max_length=MAX_STOP_WORDS), none_to_default([])] = (
         Field(default_factory=list)
     )
     model: str | None = Field(None, max_length=256)

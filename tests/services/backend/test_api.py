@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis as redis_sync
 
 from tests.utils.stack import Stack
+from tests.utils.wait import wait_until
+from tools.local.servers import RedisServer
 
 ORIGINAL_GENERATE = {
     "job_id": "12345",
@@ -145,29 +150,35 @@ def test_two_models_are_routed_to_their_own_workers(stack: Stack, queue: str) ->
         assert httpx.post(url + "/generate", json=body, timeout=10).json() == {
             "content": f"hello {model}"
         }
+
+    def logs() -> dict[str, str]:
+        return {p.log.name: p.output() for p in stack.procs if "worker" in p.log.name}
+
+    def served() -> dict[str, int]:
+        return {name: text.count(" completed") for name, text in logs().items()}
+
     # A worker logs "completed" after its ack, which can follow the HTTP answer: wait for the lines.
-    deadline = time.monotonic() + 5
-    while True:
-        logs = {p.log.name: p.output() for p in stack.procs if "worker" in p.log.name}
-        served = {name: text.count(" completed") for name, text in logs.items()}
-        if sum(served.values()) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert sorted(served.values()) == [1, 2], served
-    assert "model model-b" in "".join(t for t in logs.values() if t.count(" completed") == 1)
+    wait_until(lambda: sum(served().values()) >= 3, 5, lambda: f"3 jobs logged: {served()}")
+    assert sorted(served().values()) == [1, 2], served()
+    assert "model model-b" in "".join(t for t in logs().values() if t.count(" completed") == 1)
 
 
-async def test_200_concurrent_requests_each_get_their_own_answer(stack: Stack, queue: str) -> None:
+def test_200_concurrent_requests_each_get_their_own_answer(stack: Stack, queue: str) -> None:
+    # A plain test: starting the processes blocks, so only the requests run in an event loop.
     stack.worker(queue, WORKER_CONCURRENCY=64)
     url = stack.backend(QUEUE_NAME=queue).url
     limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
-        async def one(i: int) -> tuple[int, httpx.Response]:
-            body = {"job_id": f"job-{i}", "content": f"request number {i} says {i * 7919}"}
-            return i, await client.post("/generate", json=body)
+    async def all_at_once() -> list[tuple[int, httpx.Response]]:
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
-        results = await asyncio.gather(*(one(i) for i in range(200)))
+            async def one(i: int) -> tuple[int, httpx.Response]:
+                body = {"job_id": f"job-{i}", "content": f"request number {i} says {i * 7919}"}
+                return i, await client.post("/generate", json=body)
+
+            return await asyncio.gather(*(one(i) for i in range(200)))
+
+    results = asyncio.run(all_at_once())
     for i, r in results:
         assert r.status_code == 200, r.text
         assert r.json() == {"content": f"request number {i} says {i * 7919}"}
@@ -184,7 +195,12 @@ def test_no_live_worker_is_503_at_once(stack: Stack, queue: str) -> None:
     url = stack.backend(QUEUE_NAME=queue).url
     assert httpx.post(url + "/generate", json={"content": "x"}, timeout=10).status_code == 200
     worker.kill()  # no clean withdrawal: the heartbeat must simply expire (TTL 2 s)
-    time.sleep(3.5)
+    # /v1/models lists the models this backend sees a live worker for.
+    wait_until(
+        lambda: httpx.get(url + "/v1/models", timeout=5).json()["data"] == [],
+        10,
+        "the backend to see the worker's heartbeat expire",
+    )
     started = time.monotonic()
     r = httpx.post(url + "/generate", json={"content": "x"}, timeout=10)
     assert time.monotonic() - started < 2
@@ -192,14 +208,34 @@ def test_no_live_worker_is_503_at_once(stack: Stack, queue: str) -> None:
     assert "no live worker" in r.json()["detail"]
 
 
-def test_job_deadline_is_504_and_job_recorded_failed(stack: Stack, queue: str) -> None:
-    stack.worker(queue, ECHO_TOKEN_DELAY_MS=1000)
+def test_job_deadline_is_504_and_job_recorded_failed(
+    stack: Stack, queue: str, redis_server: RedisServer, prefix: str
+) -> None:
+    worker = stack.worker(queue, ECHO_TOKEN_DELAY_MS=1000)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=1).url
-    started = time.monotonic()
-    r = httpx.post(url + "/generate", json={"content": "a b c d e f"}, timeout=10)
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(
+            httpx.post, url + "/generate", json={"content": "a b c d e f"}, timeout=10
+        )
+        wait_until(lambda: "started" in worker.output(), 5, "the worker to start the job")
+        # The worker watches the deadline too: frozen mid-job, it cannot record it, so the
+        # record read below is the backend's own (a hung worker writes nothing either).
+        worker.signal(signal.SIGSTOP)
+        try:
+            r = answer.result()
+            waited = time.monotonic() - started
+            # Error answers carry no X-Job-Id: the test's prefix holds this one job.
+            store = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+            (key,) = store.keys(f"{prefix}:job:*")
+            record = store.hgetall(key)
+        finally:
+            worker.signal(signal.SIGCONT)
     assert r.status_code == 504
-    assert 1 <= time.monotonic() - started < 3
+    assert 1 <= waited < 3
     assert "did not finish" in r.json()["detail"]
+    assert record["status"] == "error" and record["error_code"] == "deadline", record
+    assert "timed out" in record["error"], record
 
 
 def test_model_error_is_502_with_its_message(stack: Stack, queue: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -11,6 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from services.common.connections import dead_letter_queue, declare_model_queue
 from services.worker.acks import AckBatcher
+from tests.utils.wait import until
 from tools.local.servers import RabbitServer
 
 
@@ -49,6 +51,25 @@ async def _deliver(
     return ch, got
 
 
+async def _sent(acks: AckBatcher) -> None:
+    """Until every ack collected so far has been written: none held, none waiting, no flush
+    under way (at most 5 s, far less than any hold these tests set and then wait out)."""
+
+    def idle() -> bool:
+        return not acks._done and acks._held is None and acks._flushing is None
+
+    await until(idle, 5, lambda: f"the acks to be sent ({acks.frames} frames so far)")
+
+
+async def _accepted(msgs: list[AbstractIncomingMessage]) -> None:
+    """A round trip on the consuming channel: the broker handles a channel's frames in order, so
+    its answer means every ack and nack sent before it was taken. One for an unknown delivery tag
+    closes the channel instead, and this raises."""
+    channel = msgs[0].channel
+    await channel.basic_qos(prefetch_count=len(msgs), timeout=5)
+    assert not channel.is_closed
+
+
 async def _left_in_queue(conn: AbstractRobustConnection, queue: str) -> int:
     """Messages back in the queue once the consuming channel is gone (never acked)."""
     ch = await conn.channel()
@@ -65,16 +86,16 @@ async def test_acks_of_one_turn_go_as_one_frame(
     ch, msgs = await _deliver(connection, f"{prefix}-a", 20, acks)
     for m in reversed(msgs[:10]):  # finish order does not matter within a turn
         acks.ack(m)
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     assert acks.frames == 1
     # 11 still runs: 12..20 are acked one by one (a slow job holds back nothing behind it)...
     for m in msgs[11:]:
         acks.ack(m)
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     assert acks.frames == 1 + 9
     # ...and when 11 finishes, one frame covers it.
     acks.ack(msgs[10])
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     assert acks.frames == 11
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-a") == 0
@@ -89,7 +110,7 @@ async def test_a_job_still_running_is_never_covered_by_a_multiple_ack(
     for i, m in enumerate(msgs):
         if i not in running:
             acks.ack(m)
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     await ch.close()  # the worker dies: exactly the two running jobs go back to the queue
     assert await _left_in_queue(connection, f"{prefix}-b") == 2
 
@@ -103,11 +124,9 @@ async def test_nacked_jobs_are_skipped_by_the_run_and_requeued(
     await acks.nack(msgs[5], requeue=True)  # requeued: goes back, and may be redelivered here
     for i in (0, 2, 3, 4):
         acks.ack(msgs[i])
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     assert acks.frames == 1  # 0, (1 settled), 2, 3, 4 are one run
-    assert not ch.is_closed  # no "unknown delivery tag" from the broker
-    await asyncio.sleep(0.2)
-    assert not ch.is_closed
+    await _accepted(msgs)  # no "unknown delivery tag" from the broker
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-c") == 1
 
@@ -115,14 +134,15 @@ async def test_nacked_jobs_are_skipped_by_the_run_and_requeued(
 async def test_acks_within_the_hold_go_as_one_frame(
     connection: AbstractRobustConnection, prefix: str
 ) -> None:
-    acks = AckBatcher(hold_s=0.2)
+    acks = AckBatcher(hold_s=0.5)
     ch, msgs = await _deliver(connection, f"{prefix}-e", 3, acks)
     acks.ack(msgs[0])
-    await asyncio.sleep(0.05)  # a later loop turn, inside the hold
+    for _ in range(3):  # later loop turns, well inside the hold
+        await asyncio.sleep(0)
     acks.ack(msgs[2])
     acks.ack(msgs[1])
     assert acks.frames == 0
-    await asyncio.sleep(0.4)
+    await _sent(acks)
     assert acks.frames == 1  # one multiple ack for all three
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-e") == 0
@@ -133,10 +153,12 @@ async def test_a_held_ack_leaves_when_the_hold_ends(
 ) -> None:
     acks = AckBatcher(hold_s=0.1)
     ch, msgs = await _deliver(connection, f"{prefix}-f", 2, acks)
+    held_at = time.monotonic()
     acks.ack(msgs[0])
-    await asyncio.sleep(0.02)
-    assert acks.frames == 0
-    await asyncio.sleep(0.3)
+    await until(lambda: acks.frames, 5, "the held ack to leave")
+    # Held for the hold (a timer may fire a clock tick early), not sent at once.
+    assert time.monotonic() - held_at >= 0.099
+    await _sent(acks)
     assert acks.frames == 1  # job 1 never finished; job 0 was not kept waiting for it
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-f") == 1
@@ -148,7 +170,7 @@ async def test_a_full_prefetch_window_is_not_held(
     acks = AckBatcher(prefetch=2, hold_s=30)
     ch, msgs = await _deliver(connection, f"{prefix}-g", 2, acks)  # prefetch 2: the window is full
     acks.ack(msgs[0])
-    await asyncio.sleep(0.05)
+    await _sent(acks)  # gives up long before the 30 s hold would end
     assert acks.frames == 1  # the broker sends nothing more until an ack: not held
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-g") == 1
@@ -162,7 +184,6 @@ async def test_stop_flush_sends_held_acks_at_once(
     acks.ack(msgs[1])
     await acks.flush()  # what Worker.stop does before closing the channel
     assert acks.frames == 1
-    await asyncio.sleep(0.05)
     await ch.close()
     assert await _left_in_queue(connection, f"{prefix}-h") == 1
 
@@ -184,11 +205,11 @@ async def test_a_rejected_job_among_acked_ones_is_dead_lettered_alone(
     for m in msgs[3:6]:
         acks.ack(m)
     await rejecting
-    await asyncio.sleep(0.05)
+    await _sent(acks)
     for m in msgs[6:]:
         acks.ack(m)
-    await asyncio.sleep(0.05)
-    assert not ch.is_closed  # no ack or nack of an unknown delivery tag
+    await _sent(acks)
+    await _accepted(msgs)  # no ack or nack of an unknown delivery tag
     assert acks._frontier == 8  # one run over all of them at the end
     await ch.close()
     assert await _left_in_queue(connection, queue) == 0

@@ -13,6 +13,7 @@ import orjson
 import redis as redis_sync
 
 from tests.utils.stack import Proc, Stack
+from tests.utils.wait import wait_until
 from tools.local.servers import RabbitServer, RedisServer
 
 
@@ -31,9 +32,18 @@ def _post_in_background(url: str, body: dict) -> tuple[threading.Thread, dict]:
 
 def _wait_for_start(worker: Proc) -> None:
     """Until the worker has logged that it started a job (at most 10 s)."""
-    deadline = time.monotonic() + 10
-    while "started" not in worker.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(
+        lambda: "started" in worker.output(),
+        10,
+        lambda: f"the worker to start a job:\n{worker.output()}",
+    )
+
+
+def _job_record(r: redis_sync.Redis, prefix: str) -> dict[str, str]:
+    """The record of the test's one job (empty until the job is written)."""
+    keys = r.keys(f"{prefix}:job:*")
+    assert len(keys) <= 1, keys
+    return r.hgetall(keys[0]) if keys else {}
 
 
 def test_a_job_whose_worker_dies_is_finished_by_another(stack: Stack, queue: str) -> None:
@@ -78,15 +88,17 @@ def test_malformed_message_is_reported_and_dead_lettered_not_requeued(
             await ch.default_exchange.publish(aio_pika.Message(b"not json"), routing_key=queue)
 
     asyncio.run(publish())
-    r = redis_sync.Redis(port=redis_server.port)
-    deadline = time.monotonic() + 10
-    while r.hget(f"{prefix}:job:bad-1", "status") is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert r.hget(f"{prefix}:job:bad-1", "status") == b"error"
-    assert b"malformed" in r.hget(f"{prefix}:job:bad-1", "error")
-    time.sleep(0.5)
+    r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+    record = wait_until(lambda: r.hgetall(f"{prefix}:job:bad-1"), 10, "the malformed job's record")
+    assert record["status"] == "error" and "malformed" in record["error"], record
+    # Requeued instead, they would go round and never reach the dead-letter queue.
+    dead = f"{queue}.dead"
+    wait_until(
+        lambda: asyncio.run(_messages(rabbit_server, dead)) == 2,
+        10,
+        lambda: f"both messages in {dead}:\n{worker.output()}",
+    )
     assert worker.output().count("malformed job message") == 2  # each seen once, not looping
-    assert asyncio.run(_messages(rabbit_server, f"{queue}.dead")) == 2
 
 
 async def _messages(rabbit_server: RabbitServer, queue: str) -> int:
@@ -128,8 +140,10 @@ def test_a_slow_job_is_seen_pending_then_in_progress(
     done = threading.Event()
 
     def call() -> None:
-        httpx.post(url + "/generate", json={"content": "a b c d e f g h"}, timeout=30)
-        done.set()
+        try:
+            httpx.post(url + "/generate", json={"content": "a b c d e f g h"}, timeout=30)
+        finally:
+            done.set()
 
     # The worker holds one job at a time: the second request waits in the queue, pending.
     threads = [threading.Thread(target=call) for _ in range(2)]
@@ -151,13 +165,23 @@ def test_a_slow_job_is_seen_pending_then_in_progress(
 
 
 def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(
-    stack: Stack, queue: str
+    stack: Stack, queue: str, redis_server: RedisServer, prefix: str
 ) -> None:
     first = stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
     t, result = _post_in_background(url, {"content": "a b c d e f"})
-    _wait_for_start(first)
-    time.sleep(0.2)  # past MARK_AFTER_S: the try is on record
+    r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+
+    def running_first_try() -> bool:
+        job = _job_record(r, prefix)
+        return job.get("status") == "in_progress" and job.get("tries") == "1"
+
+    # Killed mid-job, once its try is on record (marked after MARK_AFTER_S).
+    wait_until(
+        running_first_try,
+        10,
+        lambda: f"the first try on record: {_job_record(r, prefix)}",
+    )
     first.kill()
     stack.worker(queue, ECHO_TOKEN_DELAY_MS=300, WORKER_CONCURRENCY=1, JOB_MAX_TRIES=1)
     t.join(30)
@@ -194,10 +218,12 @@ def test_the_worker_reports_a_deadline_as_a_deadline_not_a_model_error(
 
     asyncio.run(publish())
     r = redis_sync.Redis(port=redis_server.port, decode_responses=True)
-    deadline = time.monotonic() + 10
-    while r.hget(f"{prefix}:job:late-1", "status") not in ("error", "completed"):
-        assert time.monotonic() < deadline, r.hgetall(f"{prefix}:job:late-1")
-        time.sleep(0.05)
-    record = r.hgetall(f"{prefix}:job:late-1")
+    key = f"{prefix}:job:late-1"
+    wait_until(
+        lambda: r.hget(key, "status") in ("error", "completed"),
+        10,
+        lambda: f"a final status: {r.hgetall(key)}",
+    )
+    record = r.hgetall(key)
     assert record["status"] == "error" and record["error_code"] == "deadline", record
     assert "deadline" in record["error"]

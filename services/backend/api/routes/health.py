@@ -1,11 +1,12 @@
 """Liveness, readiness (naming what is down) and Prometheus metrics."""
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.backend.metrics import LIVE_WORKERS, QUEUE_CONSUMERS, QUEUE_DEPTH
 from services.backend.readiness import unavailable
+from services.backend.schemas.responses import METRICS_RESPONSES, READY_RESPONSES
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=READY_RESPONSES)
 async def ready(request: Request) -> JSONResponse:
     """Broker and result store reachable; 503 naming each component that is not."""
     down = await unavailable(request.app.state)
@@ -27,7 +28,8 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics")
+# The handler answers with its own Response: response_class only documents the media type.
+@router.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
     """Prometheus text; the fleet's gauges (queue depth, consumers, live workers) read now."""
     state = request.app.state

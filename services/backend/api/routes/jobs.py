@@ -16,6 +16,11 @@ from redis.exceptions import RedisError
 from services.backend.deps import IdempotencyDep, JobServiceDep, require_api_key
 from services.backend.errors import BadRequest, JobNotFound, StoreUnavailable
 from services.backend.schemas.openai import answer, parse_job_request
+from services.backend.schemas.responses import (
+    JOB_CANCEL_RESPONSES,
+    JOB_STATUS_RESPONSES,
+    JOB_SUBMIT_RESPONSES,
+)
 from services.common.protocol import ErrorCode, FinishReason, JobKind, JobOutcome, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(require_api_key)])
@@ -37,7 +42,7 @@ _BODY_DOC = {
 }
 
 
-@router.post("/jobs", status_code=202, openapi_extra=_BODY_DOC)
+@router.post("/jobs", status_code=202, responses=JOB_SUBMIT_RESPONSES, openapi_extra=_BODY_DOC)
 async def submit(
     body: Annotated[dict[str, Any], Body()], jobs: JobServiceDep, key: IdempotencyDep
 ) -> Response:
@@ -68,13 +73,13 @@ async def submit(
     )
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=JOB_STATUS_RESPONSES)
 async def status(job_id: str, jobs: JobServiceDep) -> Response:
     """Status, timestamps, the wait so far, and the answer (OpenAI's body) or the error."""
     return _json(_view(job_id, await _record(jobs, job_id)))
 
 
-@router.delete("/jobs/{job_id}")
+@router.delete("/jobs/{job_id}", responses=JOB_CANCEL_RESPONSES)
 async def cancel(job_id: str, jobs: JobServiceDep) -> Response:
     """Cancel: a queued job is skipped by its worker, a running one is stopped in the model.
     A job that already finished is left as it is (409); cancelling twice is not an error."""

@@ -6,7 +6,7 @@ the job's piece stream as the worker writes it. A client that disconnects cancel
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,12 +22,18 @@ from services.backend.schemas.openai import (
     CompletionRequest,
     answer,
 )
+from services.backend.schemas.responses import (
+    MODELS_RESPONSES,
+    ChatCompletion,
+    TextCompletion,
+    completion_responses,
+)
 from services.common.protocol import JobOutcome, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
 
 
-@router.get("/models")
+@router.get("/models", responses=MODELS_RESPONSES)
 async def list_models(jobs: JobServiceDep) -> Response:
     """The models live workers serve, each of their names (aliases included) as its own entry."""
     now = int(time.time())
@@ -38,7 +44,7 @@ async def list_models(jobs: JobServiceDep) -> Response:
     return _json({"object": "list", "data": data})
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=completion_responses(ChatCompletion))
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, jobs: JobServiceDep, key: IdempotencyDep
 ) -> Response:
@@ -46,7 +52,7 @@ async def chat_completions(
     return await _serve(body, request, jobs, key)
 
 
-@router.post("/completions")
+@router.post("/completions", responses=completion_responses(TextCompletion))
 async def completions(
     body: CompletionRequest, request: Request, jobs: JobServiceDep, key: IdempotencyDep
 ) -> Response:
@@ -111,7 +117,7 @@ def _event(data: dict[str, object]) -> bytes:
 async def _sse(
     maker: ChunkMaker,
     item: str | JobOutcome,
-    events: AsyncIterator[str | JobOutcome],
+    events: AsyncGenerator[str | JobOutcome, None],
     gone: asyncio.Task[None],
 ) -> AsyncIterator[bytes]:
     """OpenAI's chunk stream, ending with `data: [DONE]`; an error after the first text is sent
@@ -135,7 +141,7 @@ async def _sse(
         yield _event(openai_error(e.message, e.status_code, e.code))
     finally:
         gone.cancel()
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
 
 def _json(body: object, headers: dict[str, str] | None = None) -> Response:

@@ -10,6 +10,7 @@ from services.backend.schemas.original import (
     ResponseModel,
     answer_response,
 )
+from services.backend.schemas.responses import ORIGINAL_RESPONSES
 from services.common.protocol import JobKind, SamplingParams
 
 # The API-key check and `?queue_name=` are part of OriginalCallDep: one dependency per request.
@@ -22,7 +23,12 @@ def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:
     return SamplingParams(temperature=m.temperature, max_tokens=m.tokens_limit, stop=m.stop_words)
 
 
-@router.post("/generate", response_model=ResponseModel, openapi_extra=_QUERY)
+@router.post(
+    "/generate",
+    response_model=ResponseModel,
+    responses=ORIGINAL_RESPONSES,
+    openapi_extra=_QUERY,
+)
 async def generate(body: PromptModel, jobs: OriginalCallDep) -> Response:
     """Answer one prompt."""
     accepted = await jobs.service.accept(
@@ -38,7 +44,12 @@ async def generate(body: PromptModel, jobs: OriginalCallDep) -> Response:
     return answer_response(outcome.content or "", job_headers(accepted.job, outcome))
 
 
-@router.post("/chat_completion", response_model=ResponseModel, openapi_extra=_QUERY)
+@router.post(
+    "/chat_completion",
+    response_model=ResponseModel,
+    responses=ORIGINAL_RESPONSES,
+    openapi_extra=_QUERY,
+)
 async def chat_completion(body: ChatCompletionModel, jobs: OriginalCallDep) -> Response:
     """Answer the next turn of a chat."""
     accepted = await jobs.service.accept(

@@ -78,14 +78,33 @@ async def test_chat_uses_the_chat_template(model: TransformersModel) -> None:
     req = GenerationRequest(
         kind=JobKind.CHAT, params=SamplingParams(temperature=0, max_tokens=8), messages=messages
     )
-    templated = model.tokenizer.apply_chat_template(
+    tokenizer = model.tokenizer
+    templated = tokenizer.apply_chat_template(
         [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
     )
     assert templated.endswith("<|im_start|>assistant\n")
     answer = await model.generate(req)
-    # The prompt the model saw is the template's rendering, not the bare message.
-    assert answer.prompt_tokens == len(model.tokenizer(templated).input_ids)
-    assert answer.prompt_tokens > len(model.tokenizer("hello").input_ids) + 2
+    # The prompt the model saw is the template's rendering, not the bare message...
+    assert answer.prompt_tokens == len(tokenizer(templated).input_ids)
+    assert answer.prompt_tokens > len(tokenizer("hello").input_ids) + 2
+
+    def greedy(text: str) -> str:
+        """transformers' own greedy answer to `text`, called directly."""
+        enc = tokenizer(text, return_tensors="pt").to(model.model.device)
+        out = model.model.generate(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+        return str(tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+
+    # ...token for token: the answer is the one to that rendering, which the bare message
+    # (or the same length of other text) would not get.
+    expected = await asyncio.to_thread(greedy, templated)
+    assert expected != await asyncio.to_thread(greedy, "hello")
+    assert answer.text == expected
 
 
 async def test_prompt_longer_than_tokens_len_is_a_model_error(tiny_model: Path) -> None:

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.utils.stack import Stack, stack_env  # noqa: E402
 from tools.local.servers import RabbitServer, RedisServer  # noqa: E402
+from tools.local.stack import Stack, stack_env  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.stack import Stack
 from tools.local.servers import free_port
+from tools.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = "loadtests/locustfile.py"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.utils.stack import Stack
+from tools.local.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "/v1/chat/completions stream @echo"

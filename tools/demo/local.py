@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from tools.demo.example import EXAMPLE, ask
-from tools.local.servers import RabbitServer, RedisServer, spawn
+from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import start_backend, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN = ROOT / ".run"
+RUN = Path(__file__).resolve().parents[2] / ".run"
 STATE = RUN / "demo.json"
 
 
@@ -42,13 +42,20 @@ def up(port: int) -> int:
         HEARTBEAT_FILE=str(RUN / "worker.alive"),
     )
     pids = {"redis": redis.proc.pid, "rabbitmq": rabbit.proc.pid}
-    worker = [sys.executable, "-m", "services.worker"]
-    backend = [sys.executable, "-m", "uvicorn", "services.backend.main:app"]
-    backend += ["--host", "127.0.0.1", "--port", str(port)]
-    pids["worker"] = spawn(worker, RUN / "worker.log", env, ROOT).pid
-    pids["backend"] = spawn(backend, RUN / "backend.log", env, ROOT).pid
+    worker = start_worker(env, RUN / "worker.log")
+    assert worker.proc is not None
+    pids["worker"] = worker.proc.pid
     STATE.write_text(json.dumps(pids))
-    url = f"http://127.0.0.1:{port}"
+    try:
+        backend = start_backend(env, RUN / "backend.log", port=port, timeout=60)
+    except (RuntimeError, TimeoutError) as e:
+        sys.stderr.write(f"the backend did not start: {e}\n")
+        down()
+        return 1
+    assert backend.proc is not None
+    pids["backend"] = backend.proc.pid
+    STATE.write_text(json.dumps(pids))
+    url = backend.url
     r = ask(url, timeout=60)
     if r is None:
         sys.stderr.write(f"the stack did not answer; logs in {RUN}\n")

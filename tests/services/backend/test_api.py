@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from tests.utils.stack import Stack
 from tests.utils.wait import wait_until
 from tools.local.servers import RedisServer
+from tools.local.stack import Stack
 
 ORIGINAL_GENERATE = {
     "job_id": "12345",

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.utils.stack import Stack
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import Stack
 
 SURROGATE = "\\ud800"  # as it appears in the JSON text: an escape no UTF-8 can carry
 

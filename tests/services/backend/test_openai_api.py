@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.utils.stack import Proc, Stack
+from tools.local.stack import Proc, Stack
 
 WORDS = " ".join(f"w{i}" for i in range(12))
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.utils.stack import Stack
+from tools.local.stack import Stack
 
 llm_api = pytest.importorskip(
     "protollm_sdk.jobs.llm_api", reason="pip install --no-deps protollm-sdk==1.2.0"

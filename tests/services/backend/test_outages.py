@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from tests.utils.stack import Stack
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import Stack
 
 
 def _post(url: str, content: str = "ping") -> tuple[int, dict, float]:

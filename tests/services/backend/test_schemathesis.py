@@ -21,8 +21,8 @@ from schemathesis.core import NotSet
 from schemathesis.core.jsonschema.types import JsonValue
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.utils.stack import Stack, stack_env
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import Stack, stack_env
 
 MAX_EXAMPLES = 25
 KEY = "schemathesis-key"

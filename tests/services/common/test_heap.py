@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.utils.stack import ROOT
+from tools.local.stack import ROOT
 
 PROBE = """
 import gc

@@ -14,8 +14,8 @@ import orjson
 import redis as redis_sync
 
 from services.common.connections import declare_model_queue
-from tests.utils.stack import Proc, Stack
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import Proc, Stack
 
 
 def _url(rabbit: RabbitServer) -> str:

@@ -12,9 +12,9 @@ import httpx
 import orjson
 import redis as redis_sync
 
-from tests.utils.stack import Proc, Stack
 from tests.utils.wait import wait_until
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import Proc, Stack
 
 
 def _post_in_background(url: str, body: dict) -> tuple[threading.Thread, dict]:

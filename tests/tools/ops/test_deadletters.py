@@ -13,8 +13,8 @@ import orjson
 import redis as redis_sync
 
 from services.common.connections import declare_model_queue
-from tests.utils.stack import ROOT, Stack
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import ROOT, Stack
 
 
 def _job(job_id: str, timeout: float = 60) -> dict[str, object]:

@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request
 from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
 from services.worker.models.base import Generation, GenerationRequest, ModelError
 from services.worker.models.openai_model import OpenAIModel
-from tests.utils.stack import Stack
 from tools.local.servers import free_port
+from tools.local.stack import Stack
 
 SEEN: list[dict] = []
 

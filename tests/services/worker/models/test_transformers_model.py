@@ -14,7 +14,7 @@ import pytest
 from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
 from services.worker.models.base import GenerationRequest, ModelError
 from services.worker.models.transformers_model import TransformersModel
-from tests.utils.stack import Stack
+from tools.local.stack import Stack
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,9 @@ import httpx
 import pytest
 import redis
 
-from tests.utils.stack import ROOT, Proc, Stack, stack_env
 from tools.local import vllm_cpu
 from tools.local.servers import RabbitServer, RedisServer
+from tools.local.stack import ROOT, Proc, Stack, stack_env
 
 pytestmark = [
     pytest.mark.vllm,

@@ -1,4 +1,9 @@
-"""Real backend and worker processes for end-to-end tests (uvicorn, `python -m services.worker`)."""
+"""The one way this repository starts a stack on this host: backend and worker processes
+(uvicorn, `python -m services.worker`) against Redis and RabbitMQ servers (`servers.py`).
+
+Used by the tests (`Stack`, per test), the benchmarks (`start_backend`, `start_worker`: they read
+each process's CPU) and the local demo (`python -m tools.demo --local`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +21,59 @@ import httpx
 from tools.local.servers import free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
+APP = "services.backend.main:app"
+
+
+def backend_argv(
+    port: int, *, app: str = APP, procs: int = 1, access_log: bool = False
+) -> list[str]:
+    """uvicorn serving `app` (the backend, or a benchmark's floor) on 127.0.0.1:port."""
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    if not access_log:
+        argv.append("--no-access-log")
+    if procs > 1:
+        argv += ["--workers", str(procs)]
+    return argv
+
+
+def wait_http(proc: Proc, probe: Callable[[str], bool] | None = None, timeout: float = 30) -> None:
+    """Wait until `proc` answers: `probe(url)` true (default: GET /health is 200)."""
+    check = probe or (lambda url: httpx.get(url + "/health", timeout=1).status_code == 200)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc is not None and proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.argv[2:4]} exited:\n{proc.output()}")
+        try:
+            if check(proc.url):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.argv[2:4]} did not answer within {timeout:g} s:\n{proc.output()}")
+
+
+def start_backend(
+    env: dict[str, str],
+    log: Path,
+    *,
+    port: int | None = None,
+    app: str = APP,
+    procs: int = 1,
+    probe: Callable[[str], bool] | None = None,
+    timeout: float = 30,
+) -> Proc:
+    """A backend (or another ASGI app) on its own port, started and answering."""
+    port = port or free_port()
+    p = Proc(backend_argv(port, app=app, procs=procs), {**env, "API_PORT": str(port)}, log)
+    p.url = f"http://127.0.0.1:{port}"
+    p.start()
+    wait_http(p, probe, timeout)
+    return p
+
+
+def start_worker(env: dict[str, str], log: Path, *, python: str = sys.executable) -> Proc:
+    """A worker (`MODEL_BACKEND` and the rest from `env`); not waited for."""
+    return Proc([python, "-m", "services.worker"], env, log).start()
 
 
 def stack_env(redis_port: int, rabbit_port: int, prefix: str) -> dict[str, str]:
@@ -87,34 +146,9 @@ class Stack:
 
     def backend(self, **env: object) -> Proc:
         port = free_port()
-        p = Proc(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "services.backend.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            self._env(API_PORT=port, **env),
-            self.tmp / f"backend-{port}.log",
-        ).start()
-        p.url = f"http://127.0.0.1:{port}"
+        p = start_backend(self._env(**env), self.tmp / f"backend-{port}.log", port=port)
         self.procs.append(p)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if p.proc is not None and p.proc.poll() is not None:
-                raise RuntimeError(f"backend exited:\n{p.output()}")
-            try:
-                if httpx.get(p.url + "/health", timeout=1).status_code == 200:
-                    return p
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"backend did not start:\n{p.output()}")
+        return p
 
     def worker(
         self,
@@ -136,11 +170,7 @@ class Stack:
             "HEARTBEAT_TTL": 2,
         }
         defaults.update(env)
-        p = Proc(
-            [python, "-m", "services.worker"],
-            self._env(**defaults),
-            self.tmp / f"worker-{n}.log",
-        ).start()
+        p = start_worker(self._env(**defaults), self.tmp / f"worker-{n}.log", python=python)
         self.procs.append(p)
         if wait:
             self.wait_worker(p, hb, timeout)

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -39,43 +38,23 @@ sys.path.insert(0, str(ROOT))
 
 from bench.broker_hop import hop, store_hop  # noqa: E402
 from tools.local.servers import RabbitServer, RedisServer, free_port  # noqa: E402
+from tools.local.stack import start_backend, start_worker  # noqa: E402
 
 LUA = ROOT / "bench" / "check.lua"
+
+
+def _generates(url: str) -> bool:
+    """The path answers a job (so its worker is up too), not only its health check."""
+    return httpx.post(url + "/generate", json={"content": "warm"}, timeout=5).status_code == 200
 
 
 def uvicorn(
     app: str, port: int, procs: int, env: dict[str, str], log: Path, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "info",
-    ]
-    if procs > 1:
-        argv += ["--workers", str(procs)]
-    p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if (
-                httpx.post(
-                    f"http://127.0.0.1:{port}/generate", json={"content": "warm"}, timeout=5
-                ).status_code
-                == 200
-            ):
-                return p
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{app} did not answer; see {log}")
+    """`app` served on `port` (tools/local/stack.py starts it), once it answers a job."""
+    p = start_backend(env, log, port=port, app=app, procs=procs, probe=_generates, cwd=cwd)
+    assert p.proc is not None
+    return p.proc
 
 
 def start_servers(tmp: Path, **env: str) -> tuple[RedisServer, RabbitServer, dict[str, str]]:
@@ -105,7 +84,9 @@ def python(
 
 
 def echo_worker(env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
-    return python(["-m", "services.worker"], env, log, cwd)
+    proc = start_worker(env, log, cwd=cwd).proc
+    assert proc is not None
+    return proc
 
 
 def server_groups(rabbit: RabbitServer, redis: RedisServer) -> dict[str, list[int]]:

@@ -61,19 +61,23 @@ def start_backend(
     procs: int = 1,
     probe: Callable[[str], bool] | None = None,
     timeout: float = 30,
+    cwd: Path = ROOT,
 ) -> Proc:
     """A backend (or another ASGI app) on its own port, started and answering."""
     port = port or free_port()
-    p = Proc(backend_argv(port, app=app, procs=procs), {**env, "API_PORT": str(port)}, log)
+    argv = backend_argv(port, app=app, procs=procs)
+    p = Proc(argv, {**env, "API_PORT": str(port)}, log, cwd=cwd)
     p.url = f"http://127.0.0.1:{port}"
     p.start()
     wait_http(p, probe, timeout)
     return p
 
 
-def start_worker(env: dict[str, str], log: Path, *, python: str = sys.executable) -> Proc:
+def start_worker(
+    env: dict[str, str], log: Path, *, python: str = sys.executable, cwd: Path = ROOT
+) -> Proc:
     """A worker (`MODEL_BACKEND` and the rest from `env`); not waited for."""
-    return Proc([python, "-m", "services.worker"], env, log).start()
+    return Proc([python, "-m", "services.worker"], env, log, cwd=cwd).start()
 
 
 def stack_env(redis_port: int, rabbit_port: int, prefix: str) -> dict[str, str]:
@@ -100,9 +104,10 @@ class Proc:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    cwd: Path = ROOT  # the code it runs (a benchmark's baseline runs from its own worktree)
 
     def start(self) -> Proc:
-        self.proc = spawn(self.argv, self.log, self.env, ROOT)
+        self.proc = spawn(self.argv, self.log, self.env, self.cwd)
         return self
 
     def signal(self, sig: int) -> None:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,29 +171,29 @@ def _line(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
     raise TimeoutError(f"no {marker!r} line within {timeout} s")
 
 
-def wait_http(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 600) -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    what: str,
+    proc: subprocess.Popen[Any],
+    log: Path,
+    timeout: float = 600,
+) -> None:
+    """Poll `ready()` until true; fail at once if `proc` exits, or after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited; see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up; see {log}")
-
-
-def wait_log(text: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited; see {log}")
-        if text in log.read_text(errors="replace"):
+            raise RuntimeError(f"{what}: the process exited; see {log}")
+        if ready():
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{text!r} not in {log} within {timeout} s")
+    raise TimeoutError(f"{what}: not within {timeout:g} s; see {log}")
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def print_table(results: dict[tuple[int, str], list[Run]], rounds: int) -> dict[int, dict]:
@@ -288,7 +289,12 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         )
         procs.append(worker)
-        wait_log("serving model", worker, worker_log)
+        wait_until(
+            lambda: "serving model" in worker_log.read_text(errors="replace"),
+            "worker serving",
+            worker,
+            worker_log,
+        )
         stack_port = free_port()
         procs.append(uvicorn("services.backend.main:app", stack_port, 1, env, tmp / "backend.log"))
 
@@ -320,7 +326,8 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         )
         procs.append(server)
-        wait_http(f"http://127.0.0.1:{server_port}/health", server, server_log)
+        health = f"http://127.0.0.1:{server_port}/health"
+        wait_until(lambda: answers(health), "vLLM's server", server, server_log)
 
         engine = subprocess.Popen(
             [

@@ -146,28 +146,25 @@ def test_generate_and_chat_record_the_token_counts(served: Served) -> None:
 
 
 def test_sixteen_concurrent_jobs_are_batched(served: Served) -> None:
+    """The worker hands the engine what the queue holds at once, not one job at a time.
+
+    Checked by the worker's own start/finish stamps, not by wall-clock ratios: how much
+    faster sixteen together are than one is a benchmark (bench/vllm_path.py), and on a
+    two-core CI machine the CPU engine's speed-up from batching swings run to run.
+    """
+
     def one(i: int) -> httpx.Response:
         return served.ask(f"one two three {i}", tokens_limit=64)
 
-    one(99)  # warm the HTTP path
-    singles = []
-    for i in range(3):
-        started = time.perf_counter()
-        assert one(i).status_code == 200
-        singles.append(time.perf_counter() - started)
-    single = sorted(singles)[1]
+    assert one(99).status_code == 200  # warm the HTTP path
     with ThreadPoolExecutor(16) as pool:
-        started = time.perf_counter()
         answers = list(pool.map(one, range(16)))
-        together = time.perf_counter() - started
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     records = [served.record(a) for a in answers]
     spans = [(float(r["started_at"]), float(r["finished_at"])) for r in records]
-    # Most of the sixteen were in the engine at once (one at a time: never more than one) ...
+    # Most of the sixteen were in the engine at once (one at a time: never more than one).
     peak = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
     assert peak >= 8, spans
-    # ... and together they took far less than sixteen in a row would (one at a time: >= 16x).
-    assert together < 8 * single, f"16 jobs {together:.3f} s, one job {single:.3f} s"
 
 
 def _letters(text: str) -> str:

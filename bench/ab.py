@@ -1,6 +1,7 @@
 """A/B of the core path: this checkout against a git ref, interleaved in one run.
 
     python bench/ab.py [--baseline HEAD] [--rounds 5] [--duration 8] [--concurrency 64]
+                       [--echo-delay-ms 0] [--prompt-words 0]
 
 On a shared VM one run's req/s moves by 20-30 % while a change worth having moves it by 5 %, so
 comparing numbers from two separate runs says nothing. Here both versions run side by side (each
@@ -11,7 +12,14 @@ medians: req/s, p50, and the CPU each version's backend and worker spent per ans
 request during that side's run (only one side is loaded at a time, so a change to what the
 broker is asked to do, e.g. queue arguments, shows there). The baseline is checked out with
 `git worktree` into a temporary directory (committed code only; this checkout's uncommitted
-changes are the B side).
+changes are the B side). Run from another worktree, that worktree is the B side.
+
+At zero delay (the default) every request is a 4-word prompt answered at once, which measures the
+path alone. `--echo-delay-ms 20 --prompt-words 64` gives a model's pace instead: a 64-word prompt
+with `tokens_limit` 64, echoed one word per 20 ms (1.28 s per request; each worker takes 128 jobs
+at once, so the path, not the worker's slots, is measured). Then req/s is the model's, and the
+CPU per answered request is the figure to compare; after each run both sides wait until the
+requests still in flight are answered, so they do not load the other side's run.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +80,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument(
+        "--echo-delay-ms", type=float, default=0, help="the echo model's delay per token"
+    )
+    ap.add_argument(
+        "--prompt-words",
+        type=int,
+        default=0,
+        help="words per prompt, answered in full (tokens_limit); 0: a 4-word prompt",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -83,7 +101,12 @@ def main() -> int:
         check=True,
         capture_output=True,
     )
-    redis, rabbit, env = start_servers(tmp, REDIS_PREFIX="ab", WORKER_CONCURRENCY="128")
+    redis, rabbit, env = start_servers(
+        tmp,
+        REDIS_PREFIX="ab",
+        WORKER_CONCURRENCY="128",
+        ECHO_TOKEN_DELAY_MS=f"{args.echo_delay_ms:g}",
+    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sides = {}
@@ -95,8 +118,14 @@ def main() -> int:
             sides[name] = (port, {**groups, **server_groups(rabbit, redis)})
         print(
             f"# A = {args.baseline}, B = this checkout; c={args.concurrency}, "
-            f"{args.duration:g} s per run, {args.rounds} rounds, {os.cpu_count()} cores"
+            f"{args.duration:g} s per run, {args.rounds} rounds, {os.cpu_count()} cores; "
+            f"echo {args.echo_delay_ms:g} ms/token, "
+            f"{args.prompt_words or 4}-word prompts"
         )
+        script_args = (str(args.prompt_words),) if args.prompt_words else ()
+        # Until the requests in flight at a run's end are answered.
+        drain_s = args.echo_delay_ms * max(args.prompt_words, 4) / 1000
+        drain_s += 0.5 if drain_s else 0
         cols = ("backend", "worker", "rabbitmq", "redis", "total")
         print(f"{'round':>5} {'side':>4} {'req/s':>7} {'p50 ms':>7} " + _row(cols))
         results: dict[str, list[tuple[float, ...]]] = {"A": [], "B": []}
@@ -105,8 +134,9 @@ def main() -> int:
             for name in order:
                 port, groups = sides[name]
                 before = cpu_by_group(groups)
-                out = wrk(port, args.concurrency, args.duration)
+                out = wrk(port, args.concurrency, args.duration, script_args=script_args)
                 after = cpu_by_group(groups)
+                time.sleep(drain_s)
                 ms = [(after[g] - before[g]) * 1000 / out["n"] for g in cols[:-1]]
                 row = (out["rps"], out["p50_ms"], *ms, sum(ms))
                 results[name].append(row)

@@ -1,8 +1,12 @@
 -- wrk script: every request carries a distinct number n and checksum n*7919; every response must
 -- be a 200 carrying a matching pair (the echo model answers with its input), else it is counted bad.
+-- An optional argument (`wrk ... -- 64`) makes each prompt that many words, with tokens_limit as
+-- many, so the whole prompt is echoed.
 local counter = 0
 local bad = 0
 local threads = {}
+local filler = ""
+local meta = ""
 
 function setup(thread)
   table.insert(threads, thread)
@@ -11,11 +15,17 @@ end
 function init(args)
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
   counter = math.random(1, 1000000000)
+  local words = tonumber(args[1] or "0")
+  if words > 4 then
+    for i = 5, words do filler = filler .. " w" .. i end
+    meta = ', "meta": {"tokens_limit": ' .. words .. '}'
+  end
 end
 
 request = function()
   counter = counter + 1
-  local body = '{"content": "req ' .. counter .. ' sum ' .. (counter * 7919) .. '"}'
+  local body = '{"content": "req ' .. counter .. ' sum ' .. (counter * 7919) .. filler .. '"'
+    .. meta .. '}'
   return wrk.format("POST", "/generate", {["Content-Type"] = "application/json"}, body)
 end
 

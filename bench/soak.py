@@ -451,9 +451,13 @@ def percentiles(times: list[float]) -> str:
 
 
 def log_problems(log: Path) -> int:
-    """Lines of a service's log that say ERROR or start a traceback."""
+    """Lines of a service's log that say ERROR, start a traceback or report an exception
+    nobody retrieved (asyncio logs those whatever the log format)."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    return sum("ERROR" in line or line.startswith("Traceback") for line in text.splitlines())
+    return sum(
+        "ERROR" in line or line.startswith("Traceback") or "never retrieved" in line
+        for line in text.splitlines()
+    )
 
 
 def main() -> int:

@@ -390,6 +390,10 @@ class JobService:
             mark.cancel()
             expire.cancel()
             self.waiter.forget(job.job_id)
+            if not outcome.done():
+                # Ended from the stream before the outcome came: nobody will await it, and a
+                # later _abandon/_expire exception left in it logs "never retrieved".
+                outcome.cancel()
             if not finished:
                 # Closed early (the client went away) or failed: stop the model working for
                 # nobody.

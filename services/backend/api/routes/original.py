@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from services.backend.api.headers import job_headers
-from services.backend.deps import QUEUE_NAME_PARAMETER, OriginalCallDep
+from services.backend.deps import OriginalCallDep
 from services.backend.schemas.original import (
     ChatCompletionModel,
     PromptModel,
@@ -15,7 +15,6 @@ from services.common.protocol import JobKind, SamplingParams
 
 # The API-key check and `?queue_name=` are part of OriginalCallDep: one dependency per request.
 router = APIRouter(tags=["jobs"])
-_QUERY = {"parameters": [QUEUE_NAME_PARAMETER]}
 
 
 def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:
@@ -27,7 +26,6 @@ def _params(body: PromptModel | ChatCompletionModel) -> SamplingParams:
     "/generate",
     response_model=ResponseModel,
     responses=ORIGINAL_RESPONSES,
-    openapi_extra=_QUERY,
 )
 async def generate(body: PromptModel, jobs: OriginalCallDep) -> Response:
     """Answer one prompt."""
@@ -48,7 +46,6 @@ async def generate(body: PromptModel, jobs: OriginalCallDep) -> Response:
     "/chat_completion",
     response_model=ResponseModel,
     responses=ORIGINAL_RESPONSES,
-    openapi_extra=_QUERY,
 )
 async def chat_completion(body: ChatCompletionModel, jobs: OriginalCallDep) -> Response:
     """Answer the next turn of a chat."""

@@ -3,7 +3,7 @@ driven three ways in one run.
 
     python bench/vllm_path.py [--concurrency 1 8 64] [--rounds 2] [--prompt-tokens 64]
                               [--max-tokens 32] [--requests 32 128 480] [--model DIR]
-                              [--max-model-len 512] [--engine-args JSON]
+                              [--max-model-len 512] [--engine-args JSON] [--cpu]
 
 (a) this stack: HTTP -> backend -> RabbitMQ -> vLLM worker -> Redis -> backend -> HTTP
     (`POST /generate`, one backend process, one worker);
@@ -14,7 +14,9 @@ All three are started once and stay up; each round runs every concurrency on (a)
 turn, closed-loop (each client sends its next prompt when its answer is back), and medians over
 the rounds are printed: output tokens/s, requests/s, request p50/p99, then a/b and a/c. The last
 lines say whether the targets are met (a/b >= 0.95 in tokens/s at the highest concurrency;
-p50 of (a) at most 10 % over (b) at concurrency 1).
+p50 of (a) at most 10 % over (b) at concurrency 1). `--cpu` adds the CPU time each process
+(with its children: the engine core under the worker and the server) spent per request of each
+way, the load generator (this process) included, to see where a way's time goes on a small host.
 
 Greedy sampling; output tokens are counted by each side (the job records' completion_tokens for
 (a), the server's usage for (b), the engine's outputs for (c)). Without --model, the tiny
@@ -45,7 +47,13 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.core_path import start_servers, stop_all, uvicorn  # noqa: E402
+from bench.core_path import (  # noqa: E402
+    cpu_by_group,
+    server_groups,
+    start_servers,
+    stop_all,
+    uvicorn,
+)
 from tools.local import vllm_cpu  # noqa: E402
 from tools.local.servers import free_port  # noqa: E402
 
@@ -223,6 +231,15 @@ def print_table(results: dict[tuple[int, str], list[Run]], rounds: int) -> dict[
     return med
 
 
+def print_cpu(cpu: dict[tuple[int, str], dict[str, float]], results: dict) -> None:
+    """CPU ms per request of each way, by process group, summed over the rounds."""
+    print("\n# CPU ms per request, by process (with children), over all rounds")
+    for (c, way), used in sorted(cpu.items()):
+        n = sum(len(r.latencies) for r in results[(c, way)])
+        cells = "  ".join(f"{g} {v * 1000 / n:.2f}" for g, v in used.items())
+        print(f"{c:>4} {way}: total {sum(used.values()) * 1000 / n:.2f}  ({cells})")
+
+
 def print_verdict(med: dict[int, dict]) -> None:
     top, low = max(med), min(med)
     ratio = med[top]["a"]["tok_s"] / med[top]["b"]["tok_s"]
@@ -249,6 +266,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="model directory (default: the tiny Llama)")
     ap.add_argument("--max-model-len", type=int, default=512)
     ap.add_argument("--engine-args", default=json.dumps(vllm_cpu.TINY_ENGINE_ARGS))
+    ap.add_argument("--cpu", action="store_true", help="CPU ms per request, by process")
     args = ap.parse_args()
     if why := vllm_cpu.missing():
         sys.exit(why)
@@ -296,7 +314,8 @@ def main() -> int:
             worker_log,
         )
         stack_port = free_port()
-        procs.append(uvicorn("services.backend.main:app", stack_port, 1, env, tmp / "backend.log"))
+        backend = uvicorn("services.backend.main:app", stack_port, 1, env, tmp / "backend.log")
+        procs.append(backend)
 
         server_port, server_log = free_port(), tmp / "server.log"
         flags = [
@@ -355,17 +374,42 @@ def main() -> int:
         asyncio.run(run_server(server_url, "bench", 8, prompts[:16], args.max_tokens))
         run_engine(engine, 8, prompts[:16], args.max_tokens)
 
+        groups = {
+            "a": {
+                "backend": [backend.pid],
+                "worker": [worker.pid],
+                **server_groups(rabbit, redis_server),
+            },
+            "b": {"server": [server.pid]},
+            "c": {"engine": [engine.pid]},
+        }
         results: dict[tuple[int, str], list[Run]] = {}
+        cpu: dict[tuple[int, str], dict[str, float]] = {}
         for r in range(args.rounds):
             for c, n in zip(args.concurrency, requests, strict=True):
                 batch = prompts[:n]
-                runs = {
-                    "a": asyncio.run(
-                        run_stack(stack_url, store, prefix, c, batch, args.max_tokens)
-                    ),
-                    "b": asyncio.run(run_server(server_url, "bench", c, batch, args.max_tokens)),
-                    "c": run_engine(engine, c, batch, args.max_tokens),
-                }
+
+                def drive(way: str, c: int = c, batch: list[str] = batch) -> Run:
+                    if way == "a":
+                        return asyncio.run(
+                            run_stack(stack_url, store, prefix, c, batch, args.max_tokens)
+                        )
+                    if way == "b":
+                        return asyncio.run(
+                            run_server(server_url, "bench", c, batch, args.max_tokens)
+                        )
+                    return run_engine(engine, c, batch, args.max_tokens)
+
+                runs: dict[str, Run] = {}
+                for way in WAYS:
+                    before, mine = cpu_by_group(groups[way]), time.process_time()
+                    runs[way] = drive(way)
+                    if args.cpu:
+                        after = cpu_by_group(groups[way])
+                        used = cpu.setdefault((c, way), {"load generator": 0.0})
+                        used["load generator"] += time.process_time() - mine
+                        for g in after:
+                            used[g] = used.get(g, 0.0) + after[g] - before[g]
                 for way, run in runs.items():
                     results.setdefault((c, way), []).append(run)
                 line = "  ".join(f"{w} {x.tok_s:.0f} tok/s" for w, x in runs.items())
@@ -374,7 +418,10 @@ def main() -> int:
             f"# {args.prompt_tokens} prompt tokens, at most {args.max_tokens} out, greedy; "
             f"max_model_len {args.max_model_len}"
         )
-        print_verdict(print_table(results, args.rounds))
+        med = print_table(results, args.rounds)
+        if args.cpu:
+            print_cpu(cpu, results)
+        print_verdict(med)
         store.close()
     finally:
         for p in procs:

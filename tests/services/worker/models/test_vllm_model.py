@@ -110,7 +110,9 @@ def served(
     )
     try:
         worker = vllm_worker(stack, queue, tiny_model, engine_args={"max_num_seqs": MAX_SEQS})
-        url = stack.backend(QUEUE_NAME=queue).url
+        # A long CPU-engine generation can starve RabbitMQ here for seconds
+        # (docs/vllm-on-cpu.md): a publish confirm may take longer than the default 1.5 s.
+        url = stack.backend(QUEUE_NAME=queue, PUBLISH_TIMEOUT=30).url
         tokenizer = AutoTokenizer.from_pretrained(tiny_model)
         with redis.Redis(port=redis_server.port) as client, httpx.Client() as http:
             yield Served(stack, worker, url, queue, prefix, client, tokenizer, http)
@@ -145,50 +147,28 @@ def test_generate_and_chat_record_the_token_counts(served: Served) -> None:
     )
 
 
-def _streamed(served: Served, prompt: str, max_tokens: int) -> tuple[float, float, int]:
-    """When the first and the last text of a streamed completion arrived, and how many chunks."""
-    body = {
-        "model": MODEL,
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-    }
-    times: list[float] = []
-    with served.http.stream("POST", served.url + "/v1/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200, r.read()
-        for line in r.iter_lines():
-            if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"]:
-                times.append(time.monotonic())
-    assert times, f"no text streamed for {prompt!r}"
-    return times[0], times[-1], len(times)
-
-
 def test_sixteen_concurrent_jobs_are_batched(served: Served) -> None:
-    """Sixteen jobs at once generate side by side in the engine, not one after another.
+    """The worker hands the engine what the queue holds at once, not one job at a time.
 
-    Checked by order, not by speed (how much faster is a benchmark: bench/vllm_path.py; on a
-    two-core CI machine the CPU engine's gain from batching swings run to run). Seen from the
-    client, each job's tokens arrive over an interval; one job at a time (a prefetch of 1, a
-    lock around the engine) makes those intervals follow each other, batching makes them overlap.
-    The worker's own stamps say the same for its side: it held most of the sixteen at once.
+    Checked by the worker's own start/finish stamps, not by wall-clock ratios: how much
+    faster sixteen together are than one is a benchmark (bench/vllm_path.py), and on a
+    two-core CI machine the CPU engine's speed-up from batching swings run to run (9.7x
+    one job's time for sixteen in one CI run, under 8x in others).
     """
-    assert served.ask("warm", tokens_limit=2).status_code == 200  # warm the HTTP path
-    with ThreadPoolExecutor(16) as pool:
-        streamed = list(pool.map(lambda i: _streamed(served, f"one two three {i}", 64), range(16)))
-    spans = [(first, last) for first, last, chunks in streamed if chunks >= 2]
-    assert len(spans) >= 12, streamed  # greedy on these prompts, most run to many tokens
-    at_once = max(sum(start <= t <= end for start, end in spans) for t, _ in spans)
-    assert at_once >= 8, streamed
 
+    def one(i: int) -> httpx.Response:
+        # Long enough (~1 s together) that the sixteen overlap however their requests are spread.
+        return served.ask(f"one two three {i}", tokens_limit=256)
+
+    assert one(99).status_code == 200  # warm the HTTP path
     with ThreadPoolExecutor(16) as pool:
-        answers = list(
-            pool.map(lambda i: served.ask(f"one two three {i}", tokens_limit=64), range(16))
-        )
+        answers = list(pool.map(one, range(16)))
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     records = [served.record(a) for a in answers]
-    held = [(float(r["started_at"]), float(r["finished_at"])) for r in records]
-    assert max(sum(start <= t < end for start, end in held) for t, _ in held) >= 8, held
+    spans = [(float(r["started_at"]), float(r["finished_at"])) for r in records]
+    # Most of the sixteen were in the engine at once (one at a time: never more than one).
+    peak = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert peak >= 8, spans
 
 
 def _letters(text: str) -> str:
@@ -237,7 +217,7 @@ def test_a_prompt_over_the_context_fails_its_job_and_the_worker_lives_on(served:
 
 def test_a_job_past_its_deadline_is_aborted_in_the_engine(served: Served) -> None:
     # Greedy, this prompt runs to the context's end (~4 s here), far past a 1 s deadline.
-    hurried = served.stack.backend(QUEUE_NAME=served.queue, JOB_TIMEOUT=1).url
+    hurried = served.stack.backend(QUEUE_NAME=served.queue, JOB_TIMEOUT=1, PUBLISH_TIMEOUT=30).url
     started = time.monotonic()
     r = served.ask("what is ai", url=hurried, tokens_limit=MAX_LEN)
     assert r.status_code == 504, r.text

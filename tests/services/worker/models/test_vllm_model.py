@@ -153,11 +153,17 @@ def test_sixteen_concurrent_jobs_are_batched(served: Served) -> None:
     Checked by the worker's own start/finish stamps, not by wall-clock ratios: how much
     faster sixteen together are than one is a benchmark (bench/vllm_path.py), and on a
     two-core CI machine the CPU engine's speed-up from batching swings run to run (9.7x
-    one job's time for sixteen in one CI run, under 8x in others).
+    one job's time for sixteen in one CI run, under 8x in others). The measure is the mean
+    number of jobs running over the span from the first start to the last finish (the sum of
+    the jobs' run times over that span): one job at a time can never exceed 1, a worker that
+    held two at most never 2. Not the peak: some greedy answers of the random-weight model
+    end early (EOS after a few tokens) and the sixteen requests reach the worker over ~50 ms
+    on this VM, so an early wave can finish before the last requests start (peak 7 of 16 in
+    one CI run).
     """
 
     def one(i: int) -> httpx.Response:
-        # Long enough (~1 s together) that the sixteen overlap however their requests are spread.
+        # Long enough (~0.3-1 s) that the sixteen overlap however their requests are spread.
         return served.ask(f"one two three {i}", tokens_limit=256)
 
     assert one(99).status_code == 200  # warm the HTTP path
@@ -166,9 +172,13 @@ def test_sixteen_concurrent_jobs_are_batched(served: Served) -> None:
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     records = [served.record(a) for a in answers]
     spans = [(float(r["started_at"]), float(r["finished_at"])) for r in records]
-    # Most of the sixteen were in the engine at once (one at a time: never more than one).
-    peak = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
-    assert peak >= 8, spans
+    busy = sum(end - start for start, end in spans)
+    span = max(end for _, end in spans) - min(start for start, _ in spans)
+    shown = [
+        (round(start - spans[0][0], 3), round(end - spans[0][0], 3), r["completion_tokens"])
+        for (start, end), r in zip(spans, records, strict=True)
+    ]
+    assert busy / span >= 4, (round(busy / span, 2), shown)
 
 
 def _letters(text: str) -> str:

@@ -30,6 +30,8 @@ class ModelState:
     model: str
     queue: str
     live_workers: int
+    backend: str = ""  # MODEL_BACKEND of the last worker that announced it
+    last_seen: float = 0.0  # epoch seconds of that announcement
 
 
 async def announce(
@@ -82,6 +84,12 @@ async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
             pipe.zcount(keys.workers(ann.queue), now, "+inf")
         counts = await pipe.execute()
     return [
-        ModelState(model=a.model, queue=a.queue, live_workers=int(c))
+        ModelState(
+            model=a.model,
+            queue=a.queue,
+            live_workers=int(c),
+            backend=a.backend,
+            last_seen=a.last_seen,
+        )
         for a, c in zip(announced, counts, strict=True)
     ]

@@ -180,6 +180,25 @@ def test_images_serve_a_job_end_to_end(built_images: dict[str, str], network: st
         assert json.loads(r.read()) == {"content": "hello from the images"}
     assert main_process_user(backend) == main_process_user(worker) == "llmwrap"
 
+    # The operator commands run in the backend's container, with its settings and network.
+    doctor = docker(
+        "exec",
+        backend,
+        "python",
+        "-m",
+        "tools.ops.doctor",
+        "--url",
+        "http://127.0.0.1:8123",
+        check=False,
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "one token through the queue" in doctor.stdout, doctor.stdout
+    status = docker("exec", backend, "python", "-m", "tools.ops.status").stdout
+    assert any(
+        line.split()[:4] == ["echo-model", "echo-model", "echo", "1"]
+        for line in status.splitlines()
+    ), status
+
 
 async def test_rabbitmq_image_honours_default_user(
     built_images: dict[str, str], container_name: str

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,13 @@ def server_groups(rabbit: RabbitServer, redis: RedisServer) -> dict[str, list[in
     }
 
 
+def _send(p: subprocess.Popen[bytes], sig: int, group: bool) -> None:
+    if group:
+        os.killpg(p.pid, sig)
+    else:
+        p.send_signal(sig)
+
+
 def stop_all(
     procs: list[subprocess.Popen[bytes]], rabbit: RabbitServer, redis: RedisServer
 ) -> None:
@@ -104,12 +112,16 @@ def stop_all(
     in-flight requests while the worker still runs (stopping both at once leaves those jobs
     queued for a worker that never comes)."""
     for p in reversed(procs):
-        p.terminate()
+        # A process started in a session of its own (a vLLM worker or server) is stopped with
+        # its process group: its engine processes too, even when it has to be killed.
+        group = p.poll() is None and os.getpgid(p.pid) == p.pid
+        _send(p, signal.SIGTERM, group)
         try:
             p.wait(30)
         except subprocess.TimeoutExpired:
             print(f"# {p.args[2:4]} did not stop within 30 s; killed", file=sys.stderr)
-            p.kill()
+            _send(p, signal.SIGKILL, group)
+            p.wait()
     rabbit.stop()
     redis.stop()
 

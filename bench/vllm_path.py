@@ -305,6 +305,7 @@ def main() -> int:
             cwd=ROOT,
             stdout=open(worker_log, "ab"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its engine processes stop with it (stop_all)
         )
         procs.append(worker)
         wait_until(
@@ -343,6 +344,7 @@ def main() -> int:
             cwd=tmp,
             stdout=open(server_log, "ab"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its engine processes stop with it (stop_all)
         )
         procs.append(server)
         health = f"http://127.0.0.1:{server_port}/health"
@@ -363,6 +365,7 @@ def main() -> int:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            start_new_session=True,
         )
         procs.append(engine)
         _line(engine, "READY", timeout=600)

@@ -38,6 +38,14 @@ RECONNECT_S = 0.5
 
 def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
     """A pooled async client that fails fast: a dead Redis must be a 503 within 2 s, not a hang."""
+    tls: dict[str, Any] = {}
+    if settings.REDIS_TLS:  # the same checks as tls_context(): CA, hostname, client cert
+        tls = {
+            "ssl": True,
+            "ssl_ca_certs": settings.TLS_CA_FILE or None,
+            "ssl_certfile": settings.TLS_CERT_FILE or None,
+            "ssl_keyfile": settings.TLS_KEY_FILE or None,
+        }
     return Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
@@ -48,6 +56,7 @@ def make_redis(settings: CommonSettings, *, max_connections: int = 64) -> Redis:
         retry=Retry(NoBackoff(), 1),
         max_connections=max_connections,
         health_check_interval=30,
+        **tls,
     )
 
 
@@ -63,6 +72,7 @@ async def connect_broker(
         try:
             return await aio_pika.connect_robust(
                 settings.amqp_url,
+                ssl_context=settings.tls_context() if settings.RABBIT_MQ_TLS else None,
                 timeout=timeout,
                 client_properties={"connection_name": name},
                 # aio-pika's default is 5 s: service would resume up to 5 s after the broker.

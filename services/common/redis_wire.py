@@ -10,6 +10,7 @@ check-out and return), about 105 us on a bare redis-py Connection and 55-75 us o
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError
 
 Arg = bytes | str | int | float
@@ -139,11 +141,18 @@ class WireParams:
     db: int
     connect_timeout: float
     reply_timeout: float | None
+    tls: ssl.SSLContext | None = None
 
     @classmethod
     def of(cls, redis: Redis) -> WireParams:
-        """The same server and credentials as a redis-py client's pool."""
+        """The same server, credentials and TLS as a redis-py client's pool."""
         kw = redis.connection_pool.connection_kwargs
+        tls = None
+        if issubclass(redis.connection_pool.connection_class, SSLConnection):
+            tls = ssl.create_default_context(cafile=kw.get("ssl_ca_certs"))
+            tls.check_hostname = kw.get("ssl_check_hostname", True)
+            if kw.get("ssl_certfile"):
+                tls.load_cert_chain(kw["ssl_certfile"], kw.get("ssl_keyfile"))
         return cls(
             host=kw.get("host", "localhost"),
             port=int(kw.get("port", 6379)),
@@ -152,6 +161,7 @@ class WireParams:
             db=int(kw.get("db", 0)),
             connect_timeout=kw.get("socket_connect_timeout") or 5.0,
             reply_timeout=kw.get("socket_timeout"),
+            tls=tls,
         )
 
 
@@ -160,7 +170,7 @@ async def open_wire(p: WireParams, on_push: Callable[[bytes], None] | None = Non
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(p.connect_timeout):
-            _, wire = await loop.create_connection(lambda: Wire(on_push), p.host, p.port)
+            _, wire = await loop.create_connection(lambda: Wire(on_push), p.host, p.port, ssl=p.tls)
     except (OSError, TimeoutError) as e:
         raise ConnectionError(f"cannot connect to Redis at {p.host}:{p.port}: {e!r}") from None
     try:

@@ -15,6 +15,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tools.local.tls import TlsFiles
 
 RABBIT_BIN = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
@@ -80,16 +84,34 @@ class _Server:
 
 
 class RedisServer(_Server):
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, port: int | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="llmwrap-redis-"))
         self.port = port or free_port()
+        self.tls = tls  # TLS only on `port`, client certificates required
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.server_cert),
+                "--tls-key-file",
+                str(self.tls.server_key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "yes",
+            ]
         argv = [
             binary,
-            "--port",
-            str(self.port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -109,25 +131,38 @@ class RedisServer(_Server):
 
 
 class RabbitServer(_Server):
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, port: int | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="llmwrap-rabbit-"))
         self.port = port or free_port()
+        self.tls = tls  # AMQPS only on `port`, client certificates required
         self.dist_port = free_port()
         self.node = f"llmwrap{self.port}@localhost"
 
     def _env(self) -> dict[str, str]:
         (self.dir / "enabled_plugins").write_text("[].\n")
+        listen = f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+        if self.tls is not None:
+            listen = (
+                "listeners.tcp = none\n"
+                f"listeners.ssl.1 = 127.0.0.1:{self.port}\n"
+                f"ssl_options.cacertfile = {self.tls.ca}\n"
+                f"ssl_options.certfile = {self.tls.server_cert}\n"
+                f"ssl_options.keyfile = {self.tls.server_key}\n"
+                "ssl_options.verify = verify_peer\n"
+                "ssl_options.fail_if_no_peer_cert = true\n"
+            )
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
-            "loopback_users = none\n"
+            listen + "loopback_users = none\n"
             "vm_memory_high_watermark.relative = 0.6\n"
             "disk_free_limit.absolute = 50MB\n"
         )
         env = dict(os.environ)
+        if self.tls is None:  # (these would open a plain listener beside the TLS one)
+            env.update(RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port))
         env.update(
             RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-            RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.dir / "log"),
@@ -143,6 +178,7 @@ class RabbitServer(_Server):
         if not Path(RABBIT_BIN).exists():
             raise FileNotFoundError(f"{RABBIT_BIN} missing: apt-get install rabbitmq-server")
         self._spawn([RABBIT_BIN], self._env(), self.dir / "rabbit.out")
-        # An AMQP protocol header gets a Connection.Start frame back once the broker is up.
-        wait_port(self.port, timeout, probe=b"AMQP\x00\x00\x09\x01")
+        # An AMQP protocol header gets a Connection.Start frame back once the broker is up
+        # (behind TLS, the listener opens when the broker is up).
+        wait_port(self.port, timeout, probe=None if self.tls else b"AMQP\x00\x00\x09\x01")
         return self

@@ -66,16 +66,30 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+_TLS_FIX = (
+    "a TLS problem: TLS_CA_FILE must hold the CA that signed the server's certificate, which "
+    "must name {host}; a server that wants a client certificate needs TLS_CERT_FILE and "
+    "TLS_KEY_FILE"
+)
+
+
+def _tls_problem(error: str) -> bool:
+    return any(word in error for word in ("SSL", "CERTIFICATE", "certificate", "TLS"))
+
+
 def check_store(snap: Snapshot) -> Iterator[Finding]:
     s = snap.settings
     where = f"{s.REDIS_HOST}:{s.REDIS_PORT}"
     if snap.redis is None:
+        error = snap.redis_error or ""
         yield Finding(
             "FAIL",
             "redis",
-            f"cannot reach Redis at {where}: {snap.redis_error}",
-            "check REDIS_HOST / REDIS_PORT / REDIS_PASSWORD, and that Redis runs "
-            "(`docker compose ps redis`)",
+            f"cannot reach Redis at {where}: {error}",
+            _TLS_FIX.format(host="REDIS_HOST")
+            if _tls_problem(error)
+            else "check REDIS_HOST / REDIS_PORT / REDIS_PASSWORD / REDIS_TLS, and that Redis "
+            "runs (`docker compose ps redis`)",
         )
         return
     r = snap.redis
@@ -87,7 +101,8 @@ def check_store(snap: Snapshot) -> Iterator[Finding]:
             "upgrade Redis",
         )
         return
-    yield Finding("ok", "redis", f"Redis {r.version} at {where}, prefix {s.REDIS_PREFIX!r}")
+    tls = " over TLS" if s.REDIS_TLS else ""
+    yield Finding("ok", "redis", f"Redis {r.version} at {where}{tls}, prefix {s.REDIS_PREFIX!r}")
     if r.policy is None:
         yield Finding(
             "skip",
@@ -113,18 +128,22 @@ def check_broker(snap: Snapshot) -> Iterator[Finding]:
     where = f"{s.RABBIT_MQ_HOST}:{s.RABBIT_MQ_PORT}"
     if snap.broker_error is not None:
         refused = "ACCESS_REFUSED" in snap.broker_error or "Authentication" in snap.broker_error
-        fix = (
-            "check RABBIT_MQ_LOGIN / RABBIT_MQ_PASSWORD / RABBIT_MQ_VHOST"
-            if refused
-            else "check RABBIT_MQ_HOST / RABBIT_MQ_PORT, and that RabbitMQ runs "
-            "(`docker compose ps rabbitmq`)"
-        )
+        if refused:
+            fix = "check RABBIT_MQ_LOGIN / RABBIT_MQ_PASSWORD / RABBIT_MQ_VHOST"
+        elif _tls_problem(snap.broker_error):
+            fix = _TLS_FIX.format(host="RABBIT_MQ_HOST")
+        else:
+            fix = (
+                "check RABBIT_MQ_HOST / RABBIT_MQ_PORT / RABBIT_MQ_TLS, and that RabbitMQ runs "
+                "(`docker compose ps rabbitmq`)"
+            )
         yield Finding(
             "FAIL", "rabbitmq", f"cannot use RabbitMQ at {where}: {snap.broker_error}", fix
         )
         return
+    tls = " over TLS" if s.RABBIT_MQ_TLS else ""
     yield Finding(
-        "ok", "rabbitmq", f"{snap.broker_version} at {where}, vhost {s.RABBIT_MQ_VHOST!r}"
+        "ok", "rabbitmq", f"{snap.broker_version} at {where}{tls}, vhost {s.RABBIT_MQ_VHOST!r}"
     )
 
 

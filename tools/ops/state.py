@@ -171,6 +171,7 @@ async def take(settings: CommonSettings, queues: Iterable[str] = ()) -> Snapshot
         async with asyncio.timeout(TIMEOUT_S):
             connection = await aio_pika.connect(
                 settings.amqp_url,
+                ssl_context=settings.tls_context() if settings.RABBIT_MQ_TLS else None,
                 timeout=TIMEOUT_S,
                 client_properties={"connection_name": "ops-state"},
             )

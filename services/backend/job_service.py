@@ -289,9 +289,9 @@ class JobService:
             raise JobCancelled(f"job {job.job_id}: the client disconnected") from None
         except ApiError as e:  # the broker refused the job (only the publish sets one)
             mark.cancel()
-            await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
-            await self._released(accepted)
-            raise
+            if await self._withdraw(accepted, e):
+                raise
+            return await self._repeat(accepted)  # answered before the confirm failed: it stands
         finally:
             mark.cancel()
             expire.cancel()
@@ -383,8 +383,7 @@ class JobService:
             if isinstance(e, JobCancelled | JobTimedOut | ModelFailed):
                 raise
             finished = True  # the broker refused the job
-            await self._fail_quietly(job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
-            await self._released(accepted)
+            await self._withdraw(accepted, e)
             raise
         finally:
             mark.cancel()
@@ -408,9 +407,9 @@ class JobService:
         try:
             await self._publish(accepted, priority)
         except ApiError as e:
-            await self._fail_quietly(accepted.job, f"not accepted: {e.detail}", ErrorCode.REJECTED)
-            await self._released(accepted)
-            raise
+            if await self._withdraw(accepted, e):
+                raise
+            # Already answered: a worker took it before the broker's confirm came (or timed out).
 
     async def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
         """Cancel a job; False when it had already finished."""
@@ -454,10 +453,29 @@ class JobService:
         except (RedisError, OSError) as e:
             log.warning("could not record job %s as pending: %s", job.job_id, describe(e))
 
-    async def _fail_quietly(self, job: JobMessage, reason: str, code: ErrorCode) -> None:
-        """Mark a job failed so its record never stays pending; a lost write only costs the TTL."""
+    async def _fail_quietly(self, job: JobMessage, reason: str, code: ErrorCode) -> bool:
+        """Mark a job failed so its record never stays pending; a lost write only costs the TTL.
+        False when the job had already finished (its outcome stands)."""
         outcome = JobOutcome(job_id=job.job_id, status=JobStatus.ERROR, error=reason, code=code)
         try:
-            await self.store.finish(outcome, job=job)
+            return await self.store.finish(outcome, job=job)
         except (RedisError, OSError):
             log.warning("could not mark job %s failed (%s)", job.job_id, reason)
+            return True
+
+    async def _withdraw(self, accepted: Accepted, error: ApiError) -> bool:
+        """A job whose publish failed: failed for good, so a copy that reaches a worker is
+        skipped, and its idempotency key freed for a retry. A publish that timed out or lost
+        its connection may still have reached the queue, even a worker: those are told to stop
+        it. False when the job had already finished (a worker answered before the broker's
+        confirm was in): then it was accepted after all, and its outcome stands."""
+        job = accepted.job
+        if not await self._fail_quietly(job, f"not accepted: {error.detail}", ErrorCode.REJECTED):
+            return False
+        if isinstance(error, BrokerUnavailable):
+            try:
+                await self.store.stop_workers(job.job_id)
+            except (RedisError, OSError) as e:
+                log.warning("could not tell workers to drop job %s: %s", job.job_id, describe(e))
+        await self._released(accepted)
+        return True

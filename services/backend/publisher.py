@@ -78,7 +78,12 @@ class JobPublisher:
             raise NoLiveWorker(f"no queue {queue!r}: no worker has declared it") from e
         except DeliveryError as e:
             raise QueueFull(f"queue {queue!r} is full; retry later") from e
-        except (TimeoutError, AMQPError, ChannelInvalidStateError, ConnectionError) as e:
+        except TimeoutError as e:
+            log.warning("publish to %s: no confirm within %g s", queue, self._timeout)
+            raise BrokerUnavailable(
+                f"RabbitMQ did not confirm the job within {self._timeout:g} s; it was withdrawn"
+            ) from e
+        except (AMQPError, ChannelInvalidStateError, ConnectionError) as e:
             log.warning("publish to %s failed: %s", queue, describe(e))
             raise BrokerUnavailable("RabbitMQ did not accept the job") from e
 

@@ -233,8 +233,12 @@ class ResultStore:
         )
         if not await self.finish(outcome, end_stream=None):
             return False
-        await self.redis.publish(self.keys.cancel_channel, job_id)
+        await self.stop_workers(job_id)
         return True
+
+    async def stop_workers(self, job_id: str) -> None:
+        """Tell every worker to stop the job now, or to skip it when it reaches one."""
+        await self.redis.publish(self.keys.cancel_channel, job_id)
 
     async def aclose(self) -> None:
         """Close the pipeline's own connection (the Redis client's pool is its owner's to close)."""

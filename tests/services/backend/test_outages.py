@@ -78,3 +78,35 @@ def test_redis_down_is_503_within_2s_then_recovers(
     redis.start()  # an empty Redis: announcements and subscriptions must come back by themselves
     assert _until_ok(url, "after the redis restart") == {"content": "after the redis restart"}
     assert httpx.get(url + "/ready").status_code == 200
+
+
+def test_a_publish_the_broker_does_not_confirm_in_time_is_withdrawn(
+    stack: Stack, redis_server: RedisServer, prefix: str, queue: str
+) -> None:
+    """A confirm that does not come in time (a slow broker) is a 503 that says so, and the job
+    is withdrawn for good, since it may have reached the queue all the same: its record says
+    why (a copy that reaches a worker is skipped) and every worker is told to stop it."""
+    import redis as redis_sync
+
+    stack.worker(queue)
+    # No confirm can come within a microsecond.
+    url = stack.backend(QUEUE_NAME=queue, PUBLISH_TIMEOUT=0.000001).url
+    store = redis_sync.Redis(port=redis_server.port, decode_responses=True)
+    cancels = store.pubsub(ignore_subscribe_messages=True)
+    cancels.subscribe(f"{prefix}:cancel")
+    r = httpx.post(url + "/generate", json={"job_id": "slow-confirm", "content": "hi"}, timeout=30)
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"] == (
+        "RabbitMQ did not confirm the job within 1e-06 s; it was withdrawn"
+    )
+    [key] = store.keys(f"{prefix}:job:*")
+    record = store.hgetall(key)
+    assert record["client_job_id"] == "slow-confirm"
+    assert record["status"] == "error" and record["error_code"] == "rejected", record
+    assert record["error"].startswith("not accepted: RabbitMQ did not confirm"), record
+    deadline = time.monotonic() + 5
+    told = None  # (get_message returns None for the subscription's own confirmation, too)
+    while told is None and time.monotonic() < deadline:
+        told = cancels.get_message(timeout=0.5)
+    assert told is not None and key.endswith(":" + told["data"]), told
+    cancels.close()

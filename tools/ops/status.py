@@ -87,7 +87,10 @@ def render(snap: Snapshot) -> str:
             )
         )
     if len(rows) == 1:
-        lines.append("no model announced (no worker has started with this REDIS_PREFIX)")
+        if snap.redis_error is not None:
+            lines.append("models unknown: Redis (where workers announce them) is unreachable")
+        else:
+            lines.append("no model announced (no worker has started with this REDIS_PREFIX)")
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

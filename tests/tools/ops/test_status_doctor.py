@@ -104,6 +104,10 @@ def test_status_exits_1_when_a_server_is_unreachable(stack: Stack) -> None:
     shown = _ops(stack, "status", RABBIT_MQ_PORT="1")
     assert shown.returncode == 1
     assert "broker 127.0.0.1:1: UNREACHABLE" in shown.stdout, shown.stdout
+    no_redis = _ops(stack, "status", REDIS_PORT="1")
+    assert no_redis.returncode == 1
+    assert "store  127.0.0.1:1: Redis UNREACHABLE" in no_redis.stdout, no_redis.stdout
+    assert "models unknown: Redis (where workers announce them) is unreachable" in no_redis.stdout
 
 
 def test_doctor_passes_a_healthy_stack_and_sends_a_token_through_the_queue(

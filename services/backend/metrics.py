@@ -46,6 +46,9 @@ JOBS_WAITING = Gauge("llm_wrap_jobs_waiting", "Requests of this process waiting 
 # Read from RabbitMQ and the worker registry when /metrics is scraped.
 QUEUE_DEPTH = Gauge("llm_wrap_queue_depth", "Jobs ready in the model's queue", ["queue"])
 QUEUE_CONSUMERS = Gauge("llm_wrap_queue_consumers", "Consumers of the model's queue", ["queue"])
+DEAD_LETTERS = Gauge(
+    "llm_wrap_dead_letters", "Jobs in the model queue's dead-letter queue", ["queue"]
+)
 LIVE_WORKERS = Gauge(
     "llm_wrap_live_workers", "Workers with a live heartbeat, per model name", ["model"]
 )

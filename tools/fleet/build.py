@@ -86,19 +86,28 @@ def build(path: Path, inventory: Inventory | None = None) -> Fleet:
     loaded = load(path)
     problems = list(loaded.problems)
     models = loaded.models
+    head = checks.head_of(loaded.settings)
     for i, m in models.items():
         problems += checks.check_model(i, m)
-    problems += checks.check_models(models)
+    problems += checks.check_models(models, head)
     if loaded.settings is not None:
         problems += checks.check_ports(loaded.settings)
+        problems += checks.check_hosts(loaded.settings, models)
     if inventory is not None:
-        problems += checks.check_inventory(models, inventory)
+        problems += checks.check_inventory(models, inventory, head)
     mode = loaded.settings.memory_check if loaded.settings else "error"
     shapes = _shapes(loaded, problems) if mode != "off" else {}
 
     explicit = {i: m.gpus for i, m in models.items() if isinstance(m.gpus, list)}
-    taken = [gpu for ids in explicit.values() for gpu in ids]
-    requests = {i: checks.gpu_count(m) for i, m in models.items() if m.gpus == "auto"}
+    # `auto` places on the first host, whose inventory this is: only its GPUs are taken.
+    taken = [
+        gpu for i, ids in explicit.items() for gpu in ids if checks.host_of(models[i], head) == head
+    ]
+    requests = {
+        i: checks.gpu_count(m)
+        for i, m in models.items()
+        if m.gpus == "auto" and checks.host_of(m, head) == head
+    }
     # Placement skips GPUs too small for the model only when that would be an error anyway.
     needs = {
         i: shapes[i].per_gpu(
@@ -115,7 +124,7 @@ def build(path: Path, inventory: Inventory | None = None) -> Fleet:
     devices = {**explicit, **placed}
     if inventory is not None:
         for i, shape in shapes.items():
-            if i in devices:
+            if i in devices and checks.host_of(models[i], head) == head:
                 problems += _fit(i, models[i], shape, devices[i], inventory, mode)
 
     problems.sort(key=_model_index)

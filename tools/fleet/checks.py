@@ -38,6 +38,12 @@ RESERVED_ENV = {
     "REDIS_PORT": "",
     "REDIS_PASSWORD": "",
     "REDIS_PREFIX": "redis_prefix (fleet level)",
+    # Workers on other hosts than the first get these from `hosts` and `links`.
+    "RABBIT_MQ_TLS": "hosts",
+    "REDIS_TLS": "hosts",
+    "TLS_CA_FILE": "hosts",
+    "TLS_CERT_FILE": "hosts",
+    "TLS_KEY_FILE": "hosts",
 }
 RESERVED_ENGINE_ARGS = {
     "model": "path",
@@ -123,12 +129,65 @@ def check_model(i: int, m: ModelSpec) -> list[Problem]:
     return out
 
 
-def check_models(models: Mapping[int, ModelSpec]) -> list[Problem]:
-    """Rules across models: unique names, queues and GPUs, one kind of GPU id."""
+def head_of(settings: FleetSettings | None) -> str:
+    """Name of the host that runs backend, broker and store; "" for a one-host fleet."""
+    return settings.hosts[0].name if settings is not None and settings.hosts else ""
+
+
+def host_of(model: ModelSpec, head: str) -> str:
+    return model.host or head
+
+
+def check_hosts(settings: FleetSettings, models: Mapping[int, ModelSpec]) -> list[Problem]:
+    """Every model's `host` is listed; a host other than the first needs explicit GPUs."""
+    out: list[Problem] = []
+    names = [h.name for h in settings.hosts]
+    head = head_of(settings)
+    for kind in ("name", "address"):
+        first: dict[str, int] = {}
+        for j, host in enumerate(settings.hosts):
+            value = getattr(host, kind)
+            if value in first:
+                out.append(
+                    Problem(
+                        f"hosts[{j}].{kind}", f"'{value}' is already used by hosts[{first[value]}]"
+                    )
+                )
+            first.setdefault(value, j)
+    for i, m in models.items():
+        if m.host is None:
+            continue
+        if not names:
+            out.append(Problem(f"models[{i}].host", "the fleet lists no hosts; add `hosts`"))
+        elif m.host not in names:
+            out.append(
+                Problem(f"models[{i}].host", f"'{m.host}' is not in hosts ({', '.join(names)})")
+            )
+        elif m.host != head and m.gpus == "auto":
+            out.append(
+                Problem(
+                    f"models[{i}].gpus",
+                    f"'auto' places models on the first host ({head}) only; "
+                    f"list the GPUs of {m.host}",
+                )
+            )
+    used = {host_of(m, head) for m in models.values()}
+    for j, host in enumerate(settings.hosts[1:], start=1):
+        if host.name not in used and names.index(host.name) == j:
+            out.append(
+                Problem(f"hosts[{j}]", f"no model runs on '{host.name}'; nothing is rendered", True)
+            )
+    if not names and "links" in settings.model_fields_set:
+        out.append(Problem("links", "only used with hosts; ignored", True))
+    return out
+
+
+def check_models(models: Mapping[int, ModelSpec], head: str = "") -> list[Problem]:
+    """Rules across models: unique names, queues and GPUs (per host), one kind of GPU id."""
     out: list[Problem] = []
     names: dict[str, int] = {}
     queues: dict[str, int] = {}
-    owners: dict[GpuId, int] = {}
+    owners: dict[tuple[str, GpuId], int] = {}
     id_kind: tuple[type, int] | None = None
     for i, m in models.items():
         at = f"models[{i}]"
@@ -165,12 +224,16 @@ def check_models(models: Mapping[int, ModelSpec]) -> list[Problem]:
                 )
                 break
             id_kind = id_kind or (type(gpu), i)
-            if gpu in owners:
+            key = (host_of(m, head), gpu)
+            if key in owners:
+                on = f" on {key[0]}" if key[0] else ""
                 out.append(
-                    Problem(f"{at}.gpus", f"GPU {gpu} is already given to models[{owners[gpu]}]")
+                    Problem(
+                        f"{at}.gpus", f"GPU {gpu}{on} is already given to models[{owners[key]}]"
+                    )
                 )
             else:
-                owners[gpu] = i
+                owners[key] = i
     return out
 
 
@@ -192,6 +255,11 @@ def check_ports(settings: FleetSettings) -> list[Problem]:
         for name, svc in (("rabbitmq", settings.rabbitmq), ("redis", settings.redis))
         if svc.publish
     ]
+    if settings.hosts:
+        published += [
+            ("links.rabbitmq_port", settings.links.rabbitmq_port),
+            ("links.redis_port", settings.links.redis_port),
+        ]
     monitoring = settings.monitoring
     if monitoring.enabled:
         published += [
@@ -206,11 +274,14 @@ def check_ports(settings: FleetSettings) -> list[Problem]:
     return out
 
 
-def check_inventory(models: Mapping[int, ModelSpec], inventory: Inventory) -> list[Problem]:
-    """Listed GPUs must exist on the host; a TP group of mixed GPU types gets a warning."""
+def check_inventory(
+    models: Mapping[int, ModelSpec], inventory: Inventory, head: str = ""
+) -> list[Problem]:
+    """Listed GPUs must exist on the host; a TP group of mixed GPU types gets a warning.
+    The inventory is the first host's: models on other hosts are not checked against it."""
     out: list[Problem] = []
     for i, m in models.items():
-        if not isinstance(m.gpus, list):
+        if not isinstance(m.gpus, list) or host_of(m, head) != head:
             continue
         found = []
         for gpu in m.gpus:

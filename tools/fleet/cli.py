@@ -48,6 +48,12 @@ def _render(args: argparse.Namespace) -> int:
         f"rendered {out / COMPOSE_FILE}: {len(result.services)} services "
         f"({', '.join(result.services)}); {_count(len(result.written), 'file')} written\n"
     )
+    for folder, address, services in result.hosts:
+        sys.stdout.write(
+            f"rendered {out / folder / COMPOSE_FILE}: {_count(len(services), 'service')} "
+            f"({', '.join(services)}); copy {out / folder} to {address} and run "
+            "`docker compose up -d` there\n"
+        )
     if result.removed:
         sys.stdout.write(f"removed stale {', '.join(str(out / r) for r in result.removed)}\n")
     if result.secrets_created:

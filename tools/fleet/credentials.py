@@ -30,6 +30,8 @@ API_KEYS = "API_KEYS"
 GRAFANA_PASSWORD = "GF_SECURITY_ADMIN_PASSWORD"
 # Keys every secrets.env has, in file order; GRAFANA_PASSWORD follows when monitoring is on.
 KEYS = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD", *ALIASES, API_KEYS)
+# What a worker on another host than the first gets (links): the broker's and the store's.
+WORKER_KEYS = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD")
 _GENERATED = ("RABBIT_MQ_LOGIN", "RABBIT_MQ_PASSWORD", "REDIS_PASSWORD", API_KEYS, GRAFANA_PASSWORD)
 # The compose project's own dotenv file, where API_KEYS had to be set before render made one.
 DOTENV = ".env"

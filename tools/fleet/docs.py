@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.fleet.spec import FleetSpec, ModelSpec
+from tools.fleet.spec import FleetSpec, HostSpec, ModelSpec
 
 HEADER = """\
 # Fleet spec reference
@@ -81,6 +81,7 @@ def reference() -> str:
     sections: list[tuple[str, str, type[BaseModel], dict[str, Any]]] = [
         ("Fleet (top level)", "", FleetSpec, full),
         ("`models[]`: one entry per model", "models[].", ModelSpec, defs["ModelSpec"]),
+        ("`hosts[]`: one entry per machine", "hosts[].", HostSpec, defs["HostSpec"]),
     ]
     for name, field in FleetSpec.model_fields.items():
         sub = field.annotation

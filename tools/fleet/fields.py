@@ -27,6 +27,11 @@ SIZE_RE = re.compile(r"^[1-9][0-9]{0,5}[kmg]$")
 DURATION_RE = re.compile(r"^[1-9][0-9]{0,5}(ms|s|m|h|d|w|y)$")
 NETWORK_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A DNS name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+DNS_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 # Docker's image reference grammar (distribution/reference), in full.
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

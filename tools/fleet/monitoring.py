@@ -22,6 +22,7 @@ from tools.fleet.plan import (
     HARDENING,
     Hardening,
     Healthcheck,
+    Mount,
     env_pairs,
     escape,
     image_name,
@@ -54,14 +55,6 @@ COPIED = (f"{DASHBOARDS}/{DASHBOARD}", ALERTS)
 # The key Prometheus scrapes with (see the module docstring), and where Prometheus reads it.
 API_KEY_FILE = "env/prometheus-api-key"
 API_KEY_TARGET = "/etc/prometheus/api-key"
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A read-only bind of generated config; `source` is relative to the compose file."""
-
-    source: str
-    target: str
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ Choices worth knowing (also in docs/fleet.md):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tools.fleet import checks, envfile
 from tools.fleet.build import Fleet
@@ -37,6 +37,10 @@ REDIS_PORT = 6379
 MODELS_ROOT = "/models"
 VOLUMES = ("rabbitmq-data", "redis-data")
 PUBLIC_ENDPOINTS = "PUBLIC_ENDPOINTS"
+# Through sh so the password comes from the container's env, not the compose file; re-entering
+# the image's entrypoint keeps its drop to the redis user.
+REDIS_SERVER = 'exec docker-entrypoint.sh redis-server --requirepass "$$REDIS_PASSWORD" '
+
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 
 
@@ -77,6 +81,14 @@ class Healthcheck:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A read-only bind of generated files; `source` is relative to the compose file."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
 class Infra:
     """rabbitmq or redis."""
 
@@ -85,6 +97,8 @@ class Infra:
     ports: list[str]
     healthcheck: Healthcheck
     hardening: Hardening
+    entrypoint: list[str] | None = None
+    mounts: list[Mount] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,38 @@ class Worker:
     healthcheck: Healthcheck
     env: list[tuple[str, str]]
     hardening: Hardening
+    # (service, condition): RabbitMQ and Redis beside it, or a remote host's tls-files step.
+    depends_on: list[tuple[str, str]]
+    # Named volume holding the client certificate, on a host other than the first.
+    tls_volume: str | None = None
+    tls_target: str = ""
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """A service that runs once before the workers (a remote host's tls-files step)."""
+
+    service: str
+    image: str
+    user: str
+    entrypoint: list[str]
+    mounts: list[Mount]
+    volume: str
+    volume_target: str
+    hardening: Hardening
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """A host other than the first: its own compose project of workers under `folder`."""
+
+    name: str
+    address: str
+    folder: str
+    project: str
+    workers: list[Worker]
+    setup: OneShot
+    secrets_file: str
 
 
 @dataclass(frozen=True)
@@ -129,6 +175,10 @@ class Plan:
     secrets_file: str
     api_keys_enforced: bool
     no_new_privileges: str
+    # The other hosts of a fleet over several hosts (links.py), each its own compose project.
+    remotes: list[HostPlan] = field(default_factory=list)
+    # RabbitMQ's TLS listener config (links.py), rendered beside the compose file when set.
+    links_conf: str | None = None
 
 
 def escape(value: str) -> str:
@@ -149,8 +199,14 @@ def env_pairs(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(key, envfile.quote(value)) for key, value in items]
 
 
-def worker_env(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> list[tuple[str, str]]:
-    """The worker's variables (the services' public names), unquoted, in file order."""
+def worker_env(
+    spec: FleetSpec,
+    model: ModelSpec,
+    devices: list[GpuId],
+    connection: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    """The worker's variables (the services' public names), unquoted, in file order.
+    `connection` replaces how it reaches RabbitMQ and Redis (a worker on another host)."""
     env = [
         ("MODEL_NAME", model.name),
         ("QUEUE_NAME", checks.queue_of(model)),
@@ -169,13 +225,16 @@ def worker_env(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> list[
     )
     if model.backend == "openai" and model.inner_llm_url:
         env.append(("INNER_LLM_URL", model.inner_llm_url))
-    env += [
-        ("RABBIT_MQ_HOST", "rabbitmq"),
-        ("RABBIT_MQ_PORT", str(RABBIT_PORT)),
-        ("REDIS_HOST", "redis"),
-        ("REDIS_PORT", str(REDIS_PORT)),
-        ("REDIS_PREFIX", spec.redis_prefix),
-    ]
+    if connection is not None:
+        env += connection
+    else:
+        env += [
+            ("RABBIT_MQ_HOST", "rabbitmq"),
+            ("RABBIT_MQ_PORT", str(RABBIT_PORT)),
+            ("REDIS_HOST", "redis"),
+            ("REDIS_PORT", str(REDIS_PORT)),
+        ]
+    env.append(("REDIS_PREFIX", spec.redis_prefix))
     return env + list(model.env.items())
 
 
@@ -218,7 +277,19 @@ def _shm(model: ModelSpec, devices: list[GpuId]) -> str | None:
     return None
 
 
-def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
+@dataclass(frozen=True)
+class Remote:
+    """How a worker on another host than the first reaches it (see links.py)."""
+
+    connection: list[tuple[str, str]]
+    depends_on: list[tuple[str, str]]
+    tls_volume: str
+    tls_target: str
+
+
+def make_worker(
+    spec: FleetSpec, model: ModelSpec, devices: list[GpuId], remote: Remote | None = None
+) -> Worker:
     gpu = bool(devices)
     default = spec.images.worker_gpu if gpu else spec.images.worker_cpu
     start = (
@@ -238,8 +309,13 @@ def _worker(spec: FleetSpec, model: ModelSpec, devices: list[GpuId]) -> Worker:
         healthcheck=Healthcheck(
             ["CMD", "python", "-m", "services.worker.healthcheck"], "15s", "10s", 3, f"{start}s"
         ),
-        env=env_pairs(worker_env(spec, model, devices)),
+        env=env_pairs(worker_env(spec, model, devices, remote.connection if remote else None)),
         hardening=HARDENING["worker-gpu" if gpu else "worker-cpu"],
+        depends_on=remote.depends_on
+        if remote
+        else [("rabbitmq", "service_healthy"), ("redis", "service_healthy")],
+        tls_volume=remote.tls_volume if remote else None,
+        tls_target=remote.tls_target if remote else "",
     )
 
 
@@ -252,6 +328,12 @@ def make_plan(fleet: Fleet) -> Plan:
     environment = [] if backend.require_api_keys else [(API_KEYS, "")]
     redis_args = "--appendonly yes" if spec.redis.appendonly else "--appendonly no"
     loopback = "127.0.0.1"
+    head = checks.head_of(spec)
+    here = [
+        (m, d)
+        for m, d in zip(spec.models, fleet.devices, strict=True)
+        if checks.host_of(m, head) == head
+    ]
     return Plan(
         project=spec.name,
         network=spec.network,
@@ -278,14 +360,7 @@ def make_plan(fleet: Fleet) -> Plan:
         ),
         redis=Infra(
             image=escape(image_name(spec, spec.images.redis)),
-            # Through sh so the password comes from the container's env, not the compose file;
-            # re-entering the image's entrypoint keeps its drop to the redis user.
-            command=[
-                "sh",
-                "-c",
-                'exec docker-entrypoint.sh redis-server --requirepass "$$REDIS_PASSWORD" '
-                + redis_args,
-            ],
+            command=["sh", "-c", REDIS_SERVER + redis_args],
             ports=[f"{loopback}:{spec.redis.port}:{REDIS_PORT}"] if spec.redis.publish else [],
             healthcheck=Healthcheck(
                 [
@@ -310,7 +385,7 @@ def make_plan(fleet: Fleet) -> Plan:
             hardening=HARDENING["backend"],
         ),
         backend_env=env_pairs(backend_env(spec)),
-        workers=[_worker(spec, m, d) for m, d in zip(spec.models, fleet.devices, strict=True)],
+        workers=[make_worker(spec, m, d) for m, d in here],
         volumes=VOLUMES,
         secrets_file=SECRETS_FILE,
         api_keys_enforced=backend.require_api_keys,

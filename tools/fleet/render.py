@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from tools.fleet import credentials, envfile, monitoring, verify
+from tools.fleet import certs, credentials, envfile, links, monitoring, verify
 from tools.fleet.build import Fleet, build
 from tools.fleet.inventory import Inventory
 from tools.fleet.monitoring import Monitoring, make_monitoring
@@ -70,6 +70,13 @@ def render_files(plan: Plan, mon: Monitoring | None = None) -> dict[str, str]:
     worker_template = env.get_template("worker.env.j2")
     for worker in plan.workers:
         files[worker.env_file] = worker_template.render(worker=worker)
+    if plan.links_conf:
+        files[plan.links_conf] = links.RABBITMQ_CONF_TEXT
+    host_compose = env.get_template("host-compose.yml.j2")
+    for host in plan.remotes:
+        files[f"{host.folder}/{COMPOSE_FILE}"] = host_compose.render(plan=plan, host=host)
+        for worker in host.workers:
+            files[f"{host.folder}/{worker.env_file}"] = worker_template.render(worker=worker)
     if mon is not None:
         grafana_env = env.get_template("grafana.env.j2")
         files[mon.grafana_env_file] = grafana_env.render(env=mon.grafana_env)
@@ -82,7 +89,7 @@ def render_files(plan: Plan, mon: Monitoring | None = None) -> dict[str, str]:
 
 def prepare(fleet: Fleet) -> tuple[Plan, Monitoring | None, dict[str, str]]:
     """Render a checked fleet in memory and check the output; FleetError when it is invalid."""
-    plan = make_plan(fleet)
+    plan = links.spread(make_plan(fleet), fleet)
     mon = make_monitoring(fleet.spec)
     files = render_files(plan, mon)
     problems = verify.check_files(files)
@@ -92,18 +99,27 @@ def prepare(fleet: Fleet) -> tuple[Plan, Monitoring | None, dict[str, str]]:
 
 
 def _stale(out_dir: Path, files: dict[str, str]) -> list[str]:
-    """Generated files this render no longer makes: other models' env files, monitoring's."""
-    candidates = [f"env/{p.name}" for p in sorted((out_dir / "env").glob("worker-*.env"))]
+    """Generated files this render no longer makes: other models' env files, monitoring's,
+    the TLS listener's config. A host dropped from `hosts` keeps its folder (its key is there)."""
+    folders = [
+        "",
+        *(f"{p.parent.relative_to(out_dir)}/" for p in sorted(out_dir.glob("hosts/*/env"))),
+    ]
+    candidates = [
+        f"{folder}env/{p.name}"
+        for folder in folders
+        for p in sorted((out_dir / folder / "env").glob("worker-*.env"))
+    ]
     candidates += [monitoring.GRAFANA_ENV_FILE, *monitoring.RENDERED, *monitoring.COPIED]
-    candidates.append(monitoring.API_KEY_FILE)
+    candidates += [monitoring.API_KEY_FILE, links.RABBITMQ_CONF]
     return [rel for rel in candidates if rel not in files and (out_dir / rel).is_file()]
 
 
-def secrets_text(values: dict[str, str]) -> str:
+def secrets_text(values: dict[str, str], template: str = "secrets.env.j2") -> str:
     known = credentials.keys(monitoring=True)
     ordered = [k for k in known if k in values] + [k for k in values if k not in known]
     pairs = [(k, envfile.quote(values[k])) for k in ordered]
-    return environment().get_template("secrets.env.j2").render(env=pairs)
+    return environment().get_template(template).render(env=pairs)
 
 
 def _write(path: Path, content: str, mode: int = 0o644) -> bool:
@@ -155,6 +171,8 @@ class Rendered:
     warnings: list[Problem]
     secrets_created: bool
     monitoring_url: str | None
+    # (folder, address, services) of each other host of a fleet over several hosts.
+    hosts: list[tuple[str, str, list[str]]]
 
 
 def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) -> Rendered:
@@ -174,6 +192,16 @@ def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) 
         key, problem = _scrape_key(secrets.values)
         private[monitoring.API_KEY_FILE] = key
         problems += [problem] if problem else []
+    for host in plan.remotes:
+        # Only what a worker needs: no API key, no Grafana password on the other hosts.
+        shared = {k: v for k, v in secrets.values.items() if k in credentials.WORKER_KEYS}
+        private[f"{host.folder}/{host.secrets_file}"] = secrets_text(shared, "host-secrets.env.j2")
+    problems += verify.check_files({k: v for k, v in private.items() if k.startswith("hosts/")})
+    if plan.remotes:
+        try:
+            certs.openssl()
+        except certs.CertError as e:
+            problems.append(Problem(certs.TLS_DIR, str(e)))
     if problems:
         raise FleetError(problems)
     written, removed = [], []
@@ -193,15 +221,32 @@ def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) 
         for rel in _stale(out_dir, {**files, **private}):
             (out_dir / rel).unlink()
             removed.append(rel)
+        if plan.remotes:
+            head = fleet.spec.hosts[0].address
+            issued = certs.ensure(out_dir, plan.project, head, [h.name for h in plan.remotes])
+            written += issued.written
+    except certs.CertError as e:
+        raise FleetError([Problem(certs.TLS_DIR, str(e))]) from e
     except OSError as e:
         where = e.filename or out_dir
         raise FleetError([Problem(str(where), f"cannot write: {e.strerror or e}")]) from e
     extra = ["prometheus", "grafana"] if mon else []
+    known = {h.name for h in fleet.spec.hosts[1:]}
+    left = sorted(
+        p.name for p in (out_dir / "hosts").glob("*") if p.is_dir() and p.name not in known
+    )
+    warnings = [
+        Problem(
+            f"hosts/{name}", "is not in the spec any more; remove the folder (it holds a key)", True
+        )
+        for name in left
+    ]
     return Rendered(
         services=["backend", "rabbitmq", "redis", *(w.service for w in plan.workers), *extra],
         written=written,
         removed=removed,
-        warnings=fleet.warnings + secrets.problems,
+        warnings=fleet.warnings + secrets.problems + warnings,
+        hosts=[(h.folder, h.address, [w.service for w in h.workers]) for h in plan.remotes],
         secrets_created=secrets.write,
         monitoring_url=mon.grafana_url if mon else None,
     )

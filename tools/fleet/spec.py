@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from tools.fleet.fields import (
+    DNS_RE,
     DURATION_RE,
     NETWORK_RE,
     PREFIX_RE,
@@ -143,11 +144,21 @@ class ModelSpec(StrictModel):
         description="Seconds the healthcheck waits for the model to load before failures count. "
         "Default: 600 for `vllm`, 60 otherwise.",
     )
+    host: str | None = Field(
+        default=None,
+        description="Name of the `hosts` entry whose GPUs run this worker. Default: the first "
+        "host, the one that runs the backend, RabbitMQ and Redis (the only host without `hosts`).",
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "model name (it names a compose service and a queue)")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "host name")
 
     @field_validator("queue")
     @classmethod
@@ -354,6 +365,59 @@ class LoggingSpec(StrictModel):
         return value
 
 
+class HostSpec(StrictModel):
+    """One machine of a fleet spread over several hosts."""
+
+    name: str = Field(
+        description="Name models refer to with `host`; it names the host's folder of the "
+        "render (`hosts/<name>/`) and its compose project (`<fleet name>-<name>`)."
+    )
+    address: str = Field(
+        description="IP address or DNS name the other hosts reach this one at. The first "
+        "host's address is what remote workers dial for RabbitMQ and Redis, and what their "
+        "server certificate names."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "host name")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return check_ip(value).strip("[]")
+        except ValueError:
+            pass
+        if not DNS_RE.fullmatch(value) or value.rsplit(".", 1)[-1].isdigit():
+            raise ValueError(f"{describe(value)} is neither an IP address nor a DNS name")
+        return value.lower()
+
+
+class LinksSpec(StrictModel):
+    """How workers on other hosts reach the first host's RabbitMQ and Redis (with `hosts`)."""
+
+    listen: str = Field(
+        default="0.0.0.0",
+        description="Address of the first host that the TLS ports below are published on.",
+    )
+    rabbitmq_port: Port = Field(
+        default=5671,
+        description="Host port of RabbitMQ's TLS listener (AMQPS; a client certificate is "
+        "required). Plain AMQP stays inside the first host's Docker network.",
+    )
+    redis_port: Port = Field(
+        default=6380,
+        description="Host port of Redis' TLS listener (a client certificate is required).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_ip(value)
+
+
 class FleetSettings(StrictModel):
     """Everything in FLEET.yaml except `models` (validated on its own, model by model)."""
 
@@ -391,6 +455,18 @@ class FleetSettings(StrictModel):
     logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Log rotation.")
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec, description="Prometheus and Grafana."
+    )
+    hosts: list[HostSpec] = Field(
+        default_factory=list,
+        description="The machines of a fleet spread over several hosts; the first runs the "
+        "backend, RabbitMQ, Redis and monitoring (and the workers of models without `host`), "
+        "every other one only its models' workers, which reach the first over TLS with "
+        "client certificates (`links`). Render writes `hosts/<name>/` for each other host and "
+        "makes a private CA with its certificates under `tls/`. Empty: one host.",
+    )
+    links: LinksSpec = Field(
+        default_factory=LinksSpec,
+        description="TLS ports of the first host for workers on the others (with `hosts`).",
     )
 
     @field_validator("restart", "memory_check", mode="before")

@@ -126,7 +126,7 @@ def check_files(files: dict[str, str]) -> list[Problem]:
     for rel, text in files.items():
         if rel.endswith(".env"):
             problems += check_env(rel, text)
-        elif rel == "docker-compose.yml":
+        elif rel == "docker-compose.yml" or rel.endswith("/docker-compose.yml"):
             problems += check_compose(rel, text)
         elif rel.endswith((".yml", ".yaml")):
             try:

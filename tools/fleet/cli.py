@@ -80,8 +80,11 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.fleet}: valid, {_count(len(spec.models), 'model')} on {_count(gpus, 'GPU')}\n"
     )
     width = max(len(m.name) for m in spec.models) + len("worker-")
+    head = spec.hosts[0].name if spec.hosts else ""
     for model, devices in zip(spec.models, fleet.devices, strict=True):
         where = ",".join(map(str, devices)) if devices else "CPU"
+        if head:
+            where = f"{model.host or head}: {where}"
         auto = " (auto)" if model.gpus == "auto" else ""
         sys.stdout.write(
             f"  {'worker-' + model.name:<{width}}  {model.backend:<12} {where}{auto}\n"

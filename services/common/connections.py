@@ -11,14 +11,22 @@ unbounded buffering: every frame belongs to a request or job in flight.
 """
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import aio_pika
 import aiormq.connection
 import aiormq.exceptions
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -125,6 +133,33 @@ def dead_queue_arguments() -> dict[str, Any]:
         "x-overflow": "drop-head",
         "x-message-ttl": DEAD_TTL_MS,
     }
+
+
+async def queue_counts(
+    connection: AbstractConnection, queues: Iterable[str], *, timeout: float
+) -> dict[str, tuple[int, int]]:
+    """(ready jobs, consumers) of each of `queues` and of its dead-letter queue (`<queue>.dead`),
+    for those that exist; read with passive declares, which create nothing. A missing queue
+    closes the channel it was asked on, so the next one gets a fresh channel. A queue that does
+    not answer within `timeout` is left out; a broken connection raises (AMQPError, OSError)."""
+    counts: dict[str, tuple[int, int]] = {}
+    channel: AbstractChannel | None = None
+    try:
+        for queue in [n for q in dict.fromkeys(queues) for n in (q, dead_letter_queue(q))]:
+            if channel is None or channel.is_closed:
+                channel = await connection.channel(publisher_confirms=False)
+            try:
+                async with asyncio.timeout(timeout):
+                    ok = (await channel.declare_queue(queue, passive=True)).declaration_result
+            except (TimeoutError, aiormq.exceptions.ChannelNotFoundEntity) as e:
+                log.debug("no counts for queue %s: %s", queue, describe(e))
+                continue
+            counts[queue] = (ok.message_count or 0, ok.consumer_count or 0)
+    finally:
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+    return counts
 
 
 async def _arguments_match(

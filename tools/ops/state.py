@@ -16,12 +16,17 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+from aio_pika.abc import AbstractConnection
+from aiormq.exceptions import AMQPError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from services.common.connections import connect_broker, dead_letter_queue, make_redis
+from services.common.connections import (
+    connect_broker,
+    dead_letter_queue,
+    make_redis,
+    queue_counts,
+)
 from services.common.keys import KeySpace
 from services.common.logs import describe
 from services.common.registry import read_models
@@ -109,28 +114,13 @@ async def read_redis(redis: Redis) -> RedisInfo:
     )
 
 
-async def _passive(connection: AbstractConnection, name: str) -> tuple[int, int] | None:
-    """(ready, consumers) of a queue, or None when it does not exist. A channel of its own:
-    asking about a missing queue closes the channel."""
-    channel: AbstractChannel = await connection.channel(publisher_confirms=False)
-    try:
-        ok = (await channel.declare_queue(name, passive=True)).declaration_result
-        return ok.message_count or 0, ok.consumer_count or 0
-    except ChannelNotFoundEntity:
-        return None
-    finally:
-        if not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await channel.close()
-
-
 async def read_queues(
     connection: AbstractConnection, names: Iterable[str]
 ) -> dict[str, QueueState]:
+    counts = await queue_counts(connection, names, timeout=TIMEOUT_S)
     states = {}
     for name in dict.fromkeys(names):
-        main = await _passive(connection, name)
-        dead = await _passive(connection, dead_letter_queue(name))
+        main, dead = counts.get(name), counts.get(dead_letter_queue(name))
         states[name] = QueueState(
             name=name,
             exists=main is not None,

@@ -102,6 +102,13 @@ def _published(outcome: asyncio.Future[JobOutcome], publish: asyncio.Future[None
         outcome.set_exception(error)
 
 
+def _unsent(end: JobOutcome, sent: list[str]) -> str:
+    """What the full answer holds beyond the pieces already streamed: pieces lost on the way
+    (a Redis hiccup at the worker), or all of it when none came."""
+    whole, so_far = end.content or "", "".join(sent)
+    return whole[len(so_far) :] if whole.startswith(so_far) else ""
+
+
 class JobService:
     def __init__(
         self,
@@ -367,10 +374,8 @@ class JobService:
                         raise error
                     yield end
                     return
-                # Pieces lost on the way (Redis hiccup at the worker) are in the full answer.
-                whole, so_far = end.content or "", "".join(sent)
-                if len(whole) > len(so_far) and whole.startswith(so_far):
-                    yield whole[len(so_far) :]
+                if rest := _unsent(end, sent):
+                    yield rest
                 yield end
                 return
         except _DeadlineReached:
@@ -383,8 +388,20 @@ class JobService:
             if isinstance(e, JobCancelled | JobTimedOut | ModelFailed):
                 raise
             finished = True  # the broker refused the job
-            await self._withdraw(accepted, e)
-            raise
+            if await self._withdraw(accepted, e):
+                raise
+            # A worker answered before the broker's confirm failed: the job was accepted after
+            # all, and its answer stands (as for the non-streamed path).
+            end = await self._repeat(accepted)
+            self._observe(job, queue, end)
+            if end.status is JobStatus.ERROR:
+                if not sent:
+                    raise self._failure(job, end) from None
+                yield end
+                return
+            if rest := _unsent(end, sent):
+                yield rest
+            yield end
         finally:
             mark.cancel()
             expire.cancel()

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.common import heap
+from services.common import clock, heap
 from services.common.connections import connect_broker, declare_model_queue, make_redis
 from services.common.keys import KeySpace
 from services.common.logs import describe
@@ -132,6 +132,7 @@ class Worker:
         self._queue = await declare_model_queue(
             self._channel, s.QUEUE_NAME, max_length=s.QUEUE_MAX_LENGTH
         )
+        await self._check_clock()
         await self.cancels.start()
         heap.settle()  # start-up is done (model loaded, broker connected): before serving
         self._consumer_tag = await self._queue.consume(self._on_message)
@@ -143,6 +144,21 @@ class Worker:
             s.QUEUE_NAME,
             self.concurrency,
         )
+
+    async def _check_clock(self) -> None:
+        try:
+            offset = await clock.offset_from_redis(self.redis)
+        except (RedisError, OSError) as e:
+            log.warning("could not compare this host's clock with Redis': %s", describe(e))
+            return
+        if abs(offset) > clock.WARN_S:
+            log.warning(
+                "this host's clock is %.1f s %s Redis': heartbeats and job deadlines compare "
+                "clocks across hosts, so this worker may look dead to the backend or drop jobs "
+                "as expired; sync the clocks (NTP, e.g. chrony)",
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+            )
 
     async def _watch_model(self) -> None:
         # Polled: the engine shows its death as state (vLLM's `errored`), not as an event.

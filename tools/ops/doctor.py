@@ -9,6 +9,8 @@ is wrong, the fix. In order:
   the environment or `.env`), so the doctor reads what the services read;
 - redis: reachable, a version with streams (5.0+), and no eviction policy that could drop job
   records and answers under memory pressure;
+- clock: this host's clock agrees with Redis' (heartbeats and deadlines compare clocks across
+  hosts);
 - rabbitmq: reachable with these credentials;
 - models: each announced model has a live worker, its queue a consumer, no jobs waiting with
   nobody to take them, no dead letters; the default model (QUEUE_NAME) is served;
@@ -39,12 +41,15 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
+from services.common import clock
 from services.common.settings import CommonSettings
 from tools.ops.state import Snapshot, take
 
 Level = Literal["ok", "warn", "FAIL", "skip"]
 # Redis streams (a job's pieces) arrived in 5.0.
 MIN_REDIS = (5, 0)
+# Half the workers' default HEARTBEAT_TTL (10 s): past it, live workers drop out of routing.
+CLOCK_FAIL_S = 5.0
 # Seconds one generation check may take: a cold worker or a queue with a backlog is slow, not
 # broken, but an operator waiting on the doctor should not wait for JOB_TIMEOUT.
 GENERATE_TIMEOUT_S = 60.0
@@ -77,6 +82,21 @@ def _tls_problem(error: str) -> bool:
     return any(word in error for word in ("SSL", "CERTIFICATE", "certificate", "TLS"))
 
 
+def _clock(offset: float) -> Finding:
+    """Heartbeats and deadlines compare clocks across hosts (services/common/clock.py)."""
+    if abs(offset) <= clock.WARN_S:
+        return Finding("ok", "clock", f"this host's clock is within {clock.WARN_S:g} s of Redis'")
+    side = "behind" if offset > 0 else "ahead of"
+    level: Level = "FAIL" if abs(offset) >= CLOCK_FAIL_S else "warn"
+    return Finding(
+        level,
+        "clock",
+        f"this host's clock is {abs(offset):.1f} s {side} Redis': workers here may look dead to "
+        "the backend (heartbeats) and jobs may expire early or late (deadlines)",
+        "sync the clocks of every host (NTP, e.g. `chronyc tracking`; `timedatectl`)",
+    )
+
+
 def check_store(snap: Snapshot) -> Iterator[Finding]:
     s = snap.settings
     where = f"{s.REDIS_HOST}:{s.REDIS_PORT}"
@@ -103,6 +123,7 @@ def check_store(snap: Snapshot) -> Iterator[Finding]:
         return
     tls = " over TLS" if s.REDIS_TLS else ""
     yield Finding("ok", "redis", f"Redis {r.version} at {where}{tls}, prefix {s.REDIS_PREFIX!r}")
+    yield _clock(r.clock_offset)
     if r.policy is None:
         yield Finding(
             "skip",

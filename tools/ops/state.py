@@ -21,6 +21,7 @@ from aiormq.exceptions import AMQPError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from services.common import clock
 from services.common.connections import (
     connect_broker,
     dead_letter_queue,
@@ -65,6 +66,7 @@ class RedisInfo:
     used_memory: int
     maxmemory: int  # 0: no limit
     policy: str | None  # maxmemory-policy; None when CONFIG is refused (managed Redis)
+    clock_offset: float = 0.0  # seconds Redis' clock is ahead of this host's
 
 
 @dataclass
@@ -111,6 +113,7 @@ async def read_redis(redis: Redis) -> RedisInfo:
         used_memory=int(info.get("used_memory", 0)),
         maxmemory=int(info.get("maxmemory", 0)),
         policy=policy,
+        clock_offset=await clock.offset_from_redis(redis),
     )
 
 

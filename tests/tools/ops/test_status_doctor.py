@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import aio_pika
+import httpx
 import orjson
+import pytest
 import redis as redis_sync
 
 from services.common.connections import dead_letter_queue, declare_model_queue
@@ -123,13 +125,15 @@ def test_doctor_passes_a_healthy_stack_and_sends_a_token_through_the_queue(
     assert "1 live worker(s) (echo)" in _line(out, "ok model tiny ")
     assert _line(out, "ok api ").endswith("up and ready")
     assert "one token through the queue" in _line(out, "ok generate tiny ")
+    assert _line(out, "ok clock ") == "ok clock this host's clock is within 1 s of Redis'"
     assert out.splitlines()[-1] == "# 0 failed, 0 warning(s)"
-    assert [line.split()[0] for line in out.splitlines()[:-1]] == ["ok"] * 7, out
+    assert [line.split()[0] for line in out.splitlines()[:-1]] == ["ok"] * 8, out
 
     findings = orjson.loads(_ops(stack, "doctor", "--json", QUEUE_NAME=queue).stdout)
     assert {f["check"] for f in findings} == {
         "settings",
         "redis",
+        "clock",
         "redis memory",
         "rabbitmq",
         "model tiny",
@@ -251,3 +255,38 @@ def test_doctor_asks_for_the_api_key_an_api_wants(stack: Stack, queue: str) -> N
 
     gone = _ops(stack, "doctor", "--url", "http://127.0.0.1:1", QUEUE_NAME=queue)
     assert gone.returncode == 1 and "is the backend running, on this address?" in gone.stdout
+
+
+def _skewed(offset: str) -> dict[str, str]:
+    """The environment that shifts a process's wall clock by `offset` (libfaketime), as a host
+    whose clock is off would be; its monotonic clock is left alone."""
+    library = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+    if not library.exists():
+        pytest.skip("libfaketime is not installed (tools/setup/servers.sh installs faketime)")
+    return {"LD_PRELOAD": str(library), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+
+
+def test_doctor_fails_a_host_whose_clock_is_off(stack: Stack, queue: str) -> None:
+    stack.worker(queue, MODEL_NAME="tiny")
+    checked = _ops(stack, "doctor", QUEUE_NAME=queue, **_skewed("+30s"))
+    assert checked.returncode == 1, checked.stdout
+    line = _line(checked.stdout, "FAIL clock ")
+    assert "this host's clock is 30." in line and "s ahead of Redis'" in line, line
+    assert "fix: sync the clocks of every host (NTP" in checked.stdout
+
+
+def test_a_worker_whose_clock_is_behind_says_so_and_is_not_routed_to(
+    stack: Stack, queue: str
+) -> None:
+    """Why the check exists: a worker 30 s behind announces heartbeats that have already
+    expired for everyone else, so the backend never routes to it."""
+    worker = stack.worker(queue, MODEL_NAME="late", wait=False, **_skewed("-30s"))
+    deadline = time.monotonic() + 60
+    while "serving model" not in worker.output():
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.2)
+    assert "this host's clock is 30." in worker.output()
+    assert "s behind Redis'" in worker.output()
+    backend = stack.backend(QUEUE_NAME=queue)
+    r = httpx.post(backend.url + "/generate", json={"content": "hi", "meta": {"model": "late"}})
+    assert r.status_code == 503 and "no live worker" in r.json()["detail"], r.text

@@ -1,9 +1,10 @@
 """How far this host's clock is from Redis' clock, which every host of a fleet shares.
 
-Heartbeats are scored with the worker's clock and read with the backend's, and job deadlines are
-set by the backend and enforced by the worker: on hosts whose clocks disagree by seconds, live
-workers look dead (503s) or expired jobs run. Nothing here corrects the clock; the worker warns
-at start and `python -m tools.ops.doctor` reports it, so that the operator syncs it (NTP).
+Heartbeats are timed by Redis' clock (registry.py), but job deadlines are set by the backend and
+enforced by the worker, each on its own clock: on hosts whose clocks disagree by seconds, jobs
+expire early or late, and queue-wait metrics are off by the skew. Nothing here corrects the
+clock; the worker warns at start and `python -m tools.ops.doctor` reports it, so that the
+operator syncs it (NTP).
 """
 
 import time

@@ -1,11 +1,12 @@
 """Worker announcements: which models are served, on which queue, by how many live workers.
 
 Workers heartbeat into a per-queue sorted set scored by expiry time; a worker that dies simply
-stops renewing and drops out after `ttl` seconds. The backend reads this to answer 404 (model never
-announced) or 503 (no live worker) at once instead of letting a request wait for its deadline.
+stops renewing and drops out after `ttl` seconds. The backend reads this to answer 404 (model
+never announced) or 503 (no live worker) at once instead of letting a request wait for its
+deadline. Times are Redis' clock (TIME), not the caller's: workers and backends on several hosts
+compare them, and their clocks may disagree.
 """
 
-import time
 from dataclasses import dataclass
 
 import orjson
@@ -34,6 +35,12 @@ class ModelState:
     last_seen: float = 0.0  # epoch seconds of that announcement
 
 
+async def redis_now(redis: Redis) -> float:
+    """Redis' clock, in epoch seconds: the one clock every host of a fleet reads alike."""
+    seconds, micros = await redis.time()
+    return seconds + micros / 1e6
+
+
 async def announce(
     redis: Redis,
     keys: KeySpace,
@@ -45,7 +52,7 @@ async def announce(
     ttl: float,
 ) -> None:
     """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
-    now = time.time()
+    now = await redis_now(redis)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.workers(queue), {worker_id: now + ttl})
         pipe.zremrangebyscore(keys.workers(queue), "-inf", now)
@@ -67,8 +74,11 @@ async def withdraw(redis: Redis, keys: KeySpace, *, worker_id: str, queue: str) 
 
 async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
     """Every model announced within FORGET_AFTER_S, with its count of live workers."""
-    now = time.time()
-    raw = await redis.hgetall(keys.models)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.hgetall(keys.models)
+        (seconds, micros), raw = await pipe.execute()
+    now = seconds + micros / 1e6
     announced = []
     for value in raw.values():
         try:

@@ -153,9 +153,8 @@ class Worker:
             return
         if abs(offset) > clock.WARN_S:
             log.warning(
-                "this host's clock is %.1f s %s Redis': heartbeats and job deadlines compare "
-                "clocks across hosts, so this worker may look dead to the backend or drop jobs "
-                "as expired; sync the clocks (NTP, e.g. chrony)",
+                "this host's clock is %.1f s %s Redis': job deadlines are read on this clock, "
+                "so jobs expire early or late here; sync the clocks (NTP, e.g. chrony)",
                 abs(offset),
                 "behind" if offset > 0 else "ahead of",
             )

@@ -9,8 +9,7 @@ is wrong, the fix. In order:
   the environment or `.env`), so the doctor reads what the services read;
 - redis: reachable, a version with streams (5.0+), and no eviction policy that could drop job
   records and answers under memory pressure;
-- clock: this host's clock agrees with Redis' (heartbeats and deadlines compare clocks across
-  hosts);
+- clock: this host's clock agrees with Redis' (job deadlines are read on each host's clock);
 - rabbitmq: reachable with these credentials;
 - models: each announced model has a live worker, its queue a consumer, no jobs waiting with
   nobody to take them, no dead letters; the default model (QUEUE_NAME) is served;
@@ -48,7 +47,7 @@ from tools.ops.state import Snapshot, take
 Level = Literal["ok", "warn", "FAIL", "skip"]
 # Redis streams (a job's pieces) arrived in 5.0.
 MIN_REDIS = (5, 0)
-# Half the workers' default HEARTBEAT_TTL (10 s): past it, live workers drop out of routing.
+# A skew an operator must fix: jobs then expire seconds early or late.
 CLOCK_FAIL_S = 5.0
 # Seconds one generation check may take: a cold worker or a queue with a backlog is slow, not
 # broken, but an operator waiting on the doctor should not wait for JOB_TIMEOUT.
@@ -91,8 +90,8 @@ def _clock(offset: float) -> Finding:
     return Finding(
         level,
         "clock",
-        f"this host's clock is {abs(offset):.1f} s {side} Redis': workers here may look dead to "
-        "the backend (heartbeats) and jobs may expire early or late (deadlines)",
+        f"this host's clock is {abs(offset):.1f} s {side} Redis': job deadlines read here "
+        "expire early or late, and queue-wait metrics are off by as much",
         "sync the clocks of every host (NTP, e.g. `chronyc tracking`; `timedatectl`)",
     )
 

@@ -56,7 +56,7 @@ class ModelRow:
     queue: str
     backend: str
     live_workers: int
-    last_seen: float  # epoch seconds of the last announcement
+    last_seen: float  # epoch seconds of the last announcement, on this host's clock
     queue_state: QueueState | None = None  # None when the broker was not reachable
 
 
@@ -150,8 +150,10 @@ async def take(settings: CommonSettings, queues: Iterable[str] = ()) -> Snapshot
         async with asyncio.timeout(TIMEOUT_S):
             snap.redis = await read_redis(redis)
             states = await read_models(redis, KeySpace(settings.REDIS_PREFIX))
+        # Announcements carry Redis' time; ages are read against this host's (taken_at).
+        offset = snap.redis.clock_offset
         snap.models = [
-            ModelRow(s.model, s.queue, s.backend, s.live_workers, s.last_seen)
+            ModelRow(s.model, s.queue, s.backend, s.live_workers, s.last_seen - offset)
             for s in sorted(states, key=lambda s: (s.queue, s.model))
         ]
     except (RedisError, OSError, TimeoutError) as e:

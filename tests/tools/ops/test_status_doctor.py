@@ -275,18 +275,18 @@ def test_doctor_fails_a_host_whose_clock_is_off(stack: Stack, queue: str) -> Non
     assert "fix: sync the clocks of every host (NTP" in checked.stdout
 
 
-def test_a_worker_whose_clock_is_behind_says_so_and_is_not_routed_to(
-    stack: Stack, queue: str
-) -> None:
-    """Why the check exists: a worker 30 s behind announces heartbeats that have already
-    expired for everyone else, so the backend never routes to it."""
-    worker = stack.worker(queue, MODEL_NAME="late", wait=False, **_skewed("-30s"))
-    deadline = time.monotonic() + 60
-    while "serving model" not in worker.output():
-        assert time.monotonic() < deadline, worker.output()
-        time.sleep(0.2)
+def test_a_worker_whose_clock_is_behind_says_so_and_still_serves(stack: Stack, queue: str) -> None:
+    """A worker 30 s behind warns at start (job deadlines still read its clock), and its
+    heartbeats, timed by Redis' clock, keep it in routing: with its own clock they would have
+    expired on arrival, and every request for its model would get 503."""
+    worker = stack.worker(queue, MODEL_NAME="late", **_skewed("-30s"))
     assert "this host's clock is 30." in worker.output()
     assert "s behind Redis'" in worker.output()
     backend = stack.backend(QUEUE_NAME=queue)
-    r = httpx.post(backend.url + "/generate", json={"content": "hi", "meta": {"model": "late"}})
-    assert r.status_code == 503 and "no live worker" in r.json()["detail"], r.text
+    r = httpx.post(
+        backend.url + "/generate", json={"content": "on time", "meta": {"model": "late"}}
+    )
+    assert r.status_code == 200 and r.json() == {"content": "on time"}, r.text
+    status = _ops(stack, "status", "--json")
+    [row] = [m for m in orjson.loads(status.stdout)["models"] if m["model"] == "late"]
+    assert row["live_workers"] == 1 and abs(time.time() - row["last_seen"]) < 5, row

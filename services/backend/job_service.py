@@ -32,6 +32,7 @@ from services.backend.metrics import queue_metrics
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
+from services.common import clock
 from services.common.logs import describe
 from services.common.protocol import (
     DEFAULT_PRIORITY,
@@ -149,7 +150,7 @@ class JobService:
             # worker" would send the operator the wrong way.
             raise BrokerUnavailable("RabbitMQ is unreachable")
         target = await self.router.resolve(model, queue)
-        now = time.time()
+        now = clock.now()
         # The server names every job: a client's job_id is kept for tracing, never trusted as
         # a key (the original let a reused id read another client's answer).
         # model_construct: every field comes from a validated request body or from here.
@@ -198,7 +199,7 @@ class JobService:
                 raise StoreUnavailable("Redis is unreachable") from e
             if found:
                 return found[0]
-            if time.time() > job.deadline:
+            if clock.now() > job.deadline:
                 raise JobTimedOut(self._timeout_detail(job))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -277,7 +278,7 @@ class JobService:
         outcome = self.waiter.expect(job.job_id)
         loop = asyncio.get_running_loop()
         mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
-        expire = loop.call_later(max(0.0, job.deadline - time.time()), _expire, outcome)
+        expire = loop.call_later(max(0.0, job.deadline - clock.now()), _expire, outcome)
         publish = self._publish(accepted, priority)
         # RabbitMQ confirms a persistent message once it is on disk, or consumed and acked;
         # a fast worker's answer often comes first, and is then the proof of acceptance.
@@ -331,7 +332,7 @@ class JobService:
         loop = asyncio.get_running_loop()
         accepted_at = time.perf_counter()
         mark = loop.call_later(MARK_AFTER_S, self._mark_pending, job)
-        expire = loop.call_later(max(0.0, job.deadline - time.time()), _expire, outcome)
+        expire = loop.call_later(max(0.0, job.deadline - clock.now()), _expire, outcome)
         publish = self._publish(accepted, priority)
         publish.add_done_callback(functools.partial(_published, outcome))
         if gone is not None:

@@ -1,23 +1,47 @@
-"""How far this host's clock is from Redis' clock, which every host of a fleet shares.
+"""One clock for every host of a fleet: Redis' (TIME), as this process last measured it.
 
-Heartbeats are timed by Redis' clock (registry.py), but job deadlines are set by the backend and
-enforced by the worker, each on its own clock: on hosts whose clocks disagree by seconds, jobs
-expire early or late, and queue-wait metrics are off by the skew. Nothing here corrects the
-clock; the worker warns at start and `python -m tools.ops.doctor` reports it, so that the
-operator syncs it (NTP).
+Times that cross hosts are compared on other hosts: a job's deadline is set by a backend and
+enforced by a worker, its started/finished marks are read by the backend's metrics, heartbeats
+are scored by workers and read by backends. On hosts whose clocks disagree by seconds, live
+workers would look dead (503s) and jobs expire early or late. So those times are all on Redis'
+clock: each process keeps its offset to it (measured at start and again on every heartbeat or
+routing refresh, both of which ask Redis for TIME anyway) and `now()` applies it. A skew is still
+worth fixing (logs and each host's other tools read their own clocks): the worker warns at start
+and `python -m tools.ops.doctor` checks it.
 """
 
 import time
 
 from redis.asyncio import Redis
 
-# Above this, say so: well under the heartbeat TTL (10 s by default) and any job deadline.
+# Above this, say so: whatever the offset, this process is consistent, but its logs are not.
 WARN_S = 1.0
 
+_offset = 0.0  # seconds Redis' clock is ahead of this host's, as last measured
 
-async def offset_from_redis(redis: Redis) -> float:
-    """Seconds to add to this host's time.time() to get Redis' (half a round trip precise)."""
+
+def now() -> float:
+    """Epoch seconds on Redis' clock: for every time another host compares."""
+    return time.time() + _offset
+
+
+def offset() -> float:
+    return _offset
+
+
+def observe(redis_time: tuple[int, int], before: float, after: float) -> float:
+    """Record a TIME reply asked between `before` and `after` (this host's time.time()); returns
+    Redis' time then. Precise to half a round trip."""
+    global _offset
+    seconds, micros = redis_time
+    at = seconds + micros / 1e6
+    _offset = at - (before + after) / 2
+    return at
+
+
+async def sync(redis: Redis) -> float:
+    """Measure the offset now; returns it."""
     before = time.time()
-    seconds, micros = await redis.time()
-    after = time.time()
-    return seconds + micros / 1e6 - (before + after) / 2
+    reply = await redis.time()
+    observe(reply, before, time.time())
+    return _offset

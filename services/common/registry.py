@@ -7,12 +7,14 @@ deadline. Times are Redis' clock (TIME), not the caller's: workers and backends 
 compare them, and their clocks may disagree.
 """
 
+import time
 from dataclasses import dataclass
 
 import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from services.common import clock
 from services.common.keys import KeySpace
 
 # A model not announced for this long is forgotten (404 instead of 503).
@@ -35,12 +37,6 @@ class ModelState:
     last_seen: float = 0.0  # epoch seconds of that announcement
 
 
-async def redis_now(redis: Redis) -> float:
-    """Redis' clock, in epoch seconds: the one clock every host of a fleet reads alike."""
-    seconds, micros = await redis.time()
-    return seconds + micros / 1e6
-
-
 async def announce(
     redis: Redis,
     keys: KeySpace,
@@ -52,7 +48,8 @@ async def announce(
     ttl: float,
 ) -> None:
     """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
-    now = await redis_now(redis)
+    await clock.sync(redis)
+    now = clock.now()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.workers(queue), {worker_id: now + ttl})
         pipe.zremrangebyscore(keys.workers(queue), "-inf", now)
@@ -74,11 +71,12 @@ async def withdraw(redis: Redis, keys: KeySpace, *, worker_id: str, queue: str) 
 
 async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
     """Every model announced within FORGET_AFTER_S, with its count of live workers."""
+    before = time.time()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.time()
         pipe.hgetall(keys.models)
-        (seconds, micros), raw = await pipe.execute()
-    now = seconds + micros / 1e6
+        reply, raw = await pipe.execute()
+    now = clock.observe(reply, before, time.time())
     announced = []
     for value in raw.values():
         try:

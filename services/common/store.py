@@ -10,7 +10,6 @@ be looked at (see `MARK_AFTER_S`); the final write fills in whatever a fast job 
 and started times, tries), so every finished record is complete either way.
 """
 
-import time
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from services.common import clock
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
 from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus
@@ -141,7 +141,7 @@ class ResultStore:
         status, tries = await self._eval(
             self._start,
             [self.keys.job(job_id)],
-            [repr(time.time()), self.ttl, "1" if redelivered else "0"],
+            [repr(clock.now()), self.ttl, "1" if redelivered else "0"],
         )
         return JobStatus(status.decode() if isinstance(status, bytes) else status), int(tries)
 
@@ -187,7 +187,7 @@ class ResultStore:
             fill += ["started_at", repr(started_at), "tries", "1"]
         args = [
             outcome.status.value,
-            repr(time.time()),
+            repr(clock.now()),
             self.ttl,
             field,
             value,

@@ -147,14 +147,14 @@ class Worker:
 
     async def _check_clock(self) -> None:
         try:
-            offset = await clock.offset_from_redis(self.redis)
+            offset = await clock.sync(self.redis)
         except (RedisError, OSError) as e:
             log.warning("could not compare this host's clock with Redis': %s", describe(e))
             return
         if abs(offset) > clock.WARN_S:
             log.warning(
-                "this host's clock is %.1f s %s Redis': job deadlines are read on this clock, "
-                "so jobs expire early or late here; sync the clocks (NTP, e.g. chrony)",
+                "this host's clock is %.1f s %s Redis': jobs are timed on Redis' clock, but "
+                "this host's logs and tools are not; sync the clocks (NTP, e.g. chrony)",
                 abs(offset),
                 "behind" if offset > 0 else "ahead of",
             )
@@ -192,7 +192,7 @@ class Worker:
         except ValidationError as e:
             await self._reject_malformed(message, e)
             return
-        taken_at = time.time()
+        taken_at = clock.now()
         outcome: JobOutcome | None
         if message.redelivered:
             # Only a redelivered job can be a duplicate or a retry: check before running it.
@@ -242,7 +242,7 @@ class Worker:
     async def _run(self, job: JobMessage) -> JobOutcome | None:
         """The job's outcome; None when the model died under it (the job stays unacked, so it
         goes back to the queue when the worker exits)."""
-        remaining = job.deadline - time.time()
+        remaining = job.deadline - clock.now()
         if remaining <= 0:
             return self._error(
                 job, "expired in the queue before a worker could take it", ErrorCode.DEADLINE
@@ -250,7 +250,7 @@ class Worker:
         request = GenerationRequest(
             kind=job.kind, params=job.params, prompt=job.prompt, messages=job.messages
         )
-        started_at = time.time()
+        started_at = clock.now()
         try:
             # asyncio.timeout, not wait_for: no extra task per job on the hot path. A cancel
             # reschedules it to now (`_stop_job`).
@@ -289,7 +289,7 @@ class Worker:
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
             started_at=started_at,
-            finished_at=time.time(),
+            finished_at=clock.now(),
         )
 
     async def _stream(self, job: JobMessage, request: GenerationRequest) -> Generation:

@@ -9,7 +9,7 @@ is wrong, the fix. In order:
   the environment or `.env`), so the doctor reads what the services read;
 - redis: reachable, a version with streams (5.0+), and no eviction policy that could drop job
   records and answers under memory pressure;
-- clock: this host's clock agrees with Redis' (job deadlines are read on each host's clock);
+- clock: this host's clock agrees with Redis' (jobs are timed on Redis' clock; logs are not);
 - rabbitmq: reachable with these credentials;
 - models: each announced model has a live worker, its queue a consumer, no jobs waiting with
   nobody to take them, no dead letters; the default model (QUEUE_NAME) is served;
@@ -47,7 +47,7 @@ from tools.ops.state import Snapshot, take
 Level = Literal["ok", "warn", "FAIL", "skip"]
 # Redis streams (a job's pieces) arrived in 5.0.
 MIN_REDIS = (5, 0)
-# A skew an operator must fix: jobs then expire seconds early or late.
+# A skew an operator must fix (logs out of order across hosts, TLS validity checks off).
 CLOCK_FAIL_S = 5.0
 # Seconds one generation check may take: a cold worker or a queue with a backlog is slow, not
 # broken, but an operator waiting on the doctor should not wait for JOB_TIMEOUT.
@@ -90,8 +90,8 @@ def _clock(offset: float) -> Finding:
     return Finding(
         level,
         "clock",
-        f"this host's clock is {abs(offset):.1f} s {side} Redis': job deadlines read here "
-        "expire early or late, and queue-wait metrics are off by as much",
+        f"this host's clock is {abs(offset):.1f} s {side} Redis': the stack times jobs on "
+        "Redis' clock, but this host's logs, cron jobs and certificates' validity read its own",
         "sync the clocks of every host (NTP, e.g. `chronyc tracking`; `timedatectl`)",
     )
 

@@ -113,7 +113,7 @@ async def read_redis(redis: Redis) -> RedisInfo:
         used_memory=int(info.get("used_memory", 0)),
         maxmemory=int(info.get("maxmemory", 0)),
         policy=policy,
-        clock_offset=await clock.offset_from_redis(redis),
+        clock_offset=await clock.sync(redis),
     )
 
 

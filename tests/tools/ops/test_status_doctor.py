@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import aio_pika
-import httpx
 import orjson
-import pytest
 import redis as redis_sync
 
 from services.common.connections import dead_letter_queue, declare_model_queue
+from tests.utils.clock import skewed
 from tools.local.servers import RabbitServer, RedisServer
 from tools.local.stack import ROOT, Stack
 
@@ -257,36 +256,10 @@ def test_doctor_asks_for_the_api_key_an_api_wants(stack: Stack, queue: str) -> N
     assert gone.returncode == 1 and "is the backend running, on this address?" in gone.stdout
 
 
-def _skewed(offset: str) -> dict[str, str]:
-    """The environment that shifts a process's wall clock by `offset` (libfaketime), as a host
-    whose clock is off would be; its monotonic clock is left alone."""
-    library = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-    if not library.exists():
-        pytest.skip("libfaketime is not installed (tools/setup/servers.sh installs faketime)")
-    return {"LD_PRELOAD": str(library), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
-
-
 def test_doctor_fails_a_host_whose_clock_is_off(stack: Stack, queue: str) -> None:
     stack.worker(queue, MODEL_NAME="tiny")
-    checked = _ops(stack, "doctor", QUEUE_NAME=queue, **_skewed("+30s"))
+    checked = _ops(stack, "doctor", QUEUE_NAME=queue, **skewed("+30s"))
     assert checked.returncode == 1, checked.stdout
     line = _line(checked.stdout, "FAIL clock ")
     assert "this host's clock is 30." in line and "s ahead of Redis'" in line, line
     assert "fix: sync the clocks of every host (NTP" in checked.stdout
-
-
-def test_a_worker_whose_clock_is_behind_says_so_and_still_serves(stack: Stack, queue: str) -> None:
-    """A worker 30 s behind warns at start (job deadlines still read its clock), and its
-    heartbeats, timed by Redis' clock, keep it in routing: with its own clock they would have
-    expired on arrival, and every request for its model would get 503."""
-    worker = stack.worker(queue, MODEL_NAME="late", **_skewed("-30s"))
-    assert "this host's clock is 30." in worker.output()
-    assert "s behind Redis'" in worker.output()
-    backend = stack.backend(QUEUE_NAME=queue)
-    r = httpx.post(
-        backend.url + "/generate", json={"content": "on time", "meta": {"model": "late"}}
-    )
-    assert r.status_code == 200 and r.json() == {"content": "on time"}, r.text
-    status = _ops(stack, "status", "--json")
-    [row] = [m for m in orjson.loads(status.stdout)["models"] if m["model"] == "late"]
-    assert row["live_workers"] == 1 and abs(time.time() - row["last_seen"]) < 5, row

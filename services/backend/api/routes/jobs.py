@@ -4,7 +4,6 @@ Nobody waits on the connection: the job's record in Redis is its state, kept for
 after it finishes. Job ids are 128-bit random, so knowing one is what grants reading it.
 """
 
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -21,6 +20,7 @@ from services.backend.schemas.responses import (
     JOB_STATUS_RESPONSES,
     JOB_SUBMIT_RESPONSES,
 )
+from services.common import clock
 from services.common.protocol import ErrorCode, FinishReason, JobKind, JobOutcome, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(require_api_key)])
@@ -132,7 +132,7 @@ def _view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
         "started_at": started,
         "finished_at": finished,
         # Time in the queue: until a worker took it, or so far.
-        "waited_s": round(((started or finished or time.time()) - created), 3) if created else None,
+        "waited_s": round(((started or finished or clock.now()) - created), 3) if created else None,
         "result": None,
         "error": None,
     }

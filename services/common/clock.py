@@ -25,10 +25,6 @@ def now() -> float:
     return time.time() + _offset
 
 
-def offset() -> float:
-    return _offset
-
-
 def observe(redis_time: tuple[int, int], before: float, after: float) -> float:
     """Record a TIME reply asked between `before` and `after` (this host's time.time()); returns
     Redis' time then. Precise to half a round trip."""

@@ -153,6 +153,11 @@ async def queue_counts(
                     ok = (await channel.declare_queue(queue, passive=True)).declaration_result
             except (TimeoutError, aiormq.exceptions.ChannelNotFoundEntity) as e:
                 log.debug("no counts for queue %s: %s", queue, describe(e))
+                # Closed by the broker (not found) or holding a late reply: ask on a new one.
+                if not channel.is_closed:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+                channel = None
                 continue
             counts[queue] = (ok.message_count or 0, ok.consumer_count or 0)
     finally:

@@ -16,13 +16,13 @@ verify against `tls/ca.pem` and name the address are kept as they are.
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from tools.fleet import atomic
 
 TLS_DIR = "tls"
 CA_CERT = "ca.pem"
@@ -97,26 +97,6 @@ def _valid(cert: Path, ca: Path, names: Sequence[str] = ()) -> bool:
     return all(name in listed for name in names)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _copy(source: Path, target: Path) -> bool:
-    data = source.read_bytes()
-    if target.is_file() and target.read_bytes() == data:
-        return False
-    _write(target, data, 0o644)
-    return True
-
-
 def _issue(ca_dir: Path, cert: Path, key: Path, subject: str, extensions: str) -> None:
     """A new key and a certificate for it, signed by the CA in `ca_dir`; key mode 0600."""
     with tempfile.TemporaryDirectory(prefix=".issue-", dir=ca_dir) as work_dir:
@@ -140,21 +120,15 @@ def _issue(ca_dir: Path, cert: Path, key: Path, subject: str, extensions: str) -
             "-days", str(LEAF_DAYS), "-sha256", "-extfile", "ext.cnf", "-out", "cert.pem",
             cwd=work,
         )  # fmt: skip
-        _write(key, (work / "key.pem").read_bytes(), 0o600)
-        _write(cert, (work / "cert.pem").read_bytes(), 0o644)
+        atomic.replace(key, (work / "key.pem").read_bytes(), 0o600)
+        atomic.replace(cert, (work / "cert.pem").read_bytes(), 0o644)
 
 
-@dataclass
-class Issued:
-    """Certificate files made or replaced, relative to the render's folder."""
-
-    written: list[str] = field(default_factory=list)
-
-
-def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> Issued:
+def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> list[str]:
     """The CA, the servers' certificate for `address` and one client certificate per host in
-    `hosts`, each made only where the existing one is missing or no longer good."""
-    done = Issued()
+    `hosts`, each made only where the existing one is missing or no longer good. Returns the
+    files made or replaced, relative to `out_dir`."""
+    written: list[str] = []
     ca_dir = out_dir / TLS_DIR
     for folder in (ca_dir, out_dir / SERVER_DIR):
         folder.mkdir(parents=True, exist_ok=True)
@@ -170,9 +144,9 @@ def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> Iss
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                 cwd=work,
             )  # fmt: skip
-            _write(ca_key, (work / "key.pem").read_bytes(), 0o600)
-            _write(ca, (work / "ca.pem").read_bytes(), 0o644)
-        done.written += [f"{TLS_DIR}/{CA_CERT}", f"{TLS_DIR}/{CA_KEY}"]
+            atomic.replace(ca_key, (work / "key.pem").read_bytes(), 0o600)
+            atomic.replace(ca, (work / "ca.pem").read_bytes(), 0o644)
+        written += [f"{TLS_DIR}/{CA_CERT}", f"{TLS_DIR}/{CA_KEY}"]
 
     server = out_dir / SERVER_DIR
     names = [san_of(address), *(f"DNS:{n}" for n in SERVER_NAMES)]
@@ -185,9 +159,9 @@ def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> Iss
             f"subjectAltName={','.join(names)}\nextendedKeyUsage=serverAuth\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n",
         )
-        done.written += [f"{SERVER_DIR}/{SERVER_CERT}", f"{SERVER_DIR}/{SERVER_KEY}"]
-    if _copy(ca, server / CA_CERT):
-        done.written.append(f"{SERVER_DIR}/{CA_CERT}")
+        written += [f"{SERVER_DIR}/{SERVER_CERT}", f"{SERVER_DIR}/{SERVER_KEY}"]
+    if atomic.update(server / CA_CERT, ca.read_bytes(), 0o644):
+        written.append(f"{SERVER_DIR}/{CA_CERT}")
 
     for host in hosts:
         rel = host_dir(host)
@@ -202,10 +176,10 @@ def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> Iss
                 f"/CN={fleet} worker host {host}",
                 "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
             )
-            done.written += [f"{rel}/{CLIENT_CERT}", f"{rel}/{CLIENT_KEY}"]
-        if _copy(ca, folder / CA_CERT):
-            done.written.append(f"{rel}/{CA_CERT}")
-    return done
+            written += [f"{rel}/{CLIENT_CERT}", f"{rel}/{CLIENT_KEY}"]
+        if atomic.update(folder / CA_CERT, ca.read_bytes(), 0o644):
+            written.append(f"{rel}/{CA_CERT}")
+    return written
 
 
 def host_dir(host: str) -> str:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from tools.fleet import certs, credentials, envfile, links, monitoring, verify
+from tools.fleet import atomic, certs, credentials, envfile, links, monitoring, verify
 from tools.fleet.build import Fleet, build
 from tools.fleet.inventory import Inventory
 from tools.fleet.monitoring import Monitoring, make_monitoring
@@ -123,22 +121,8 @@ def secrets_text(values: dict[str, str], template: str = "secrets.env.j2") -> st
 
 
 def _write(path: Path, content: str, mode: int = 0o644) -> bool:
-    """Atomically replace `path` unless it already holds `content`; True when written."""
-    try:
-        if path.read_text(encoding="utf-8") == content:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
+    """Write `content` unless `path` already holds it; True when written."""
+    return atomic.update(path, content.encode("utf-8"), mode)
 
 
 def _mkdirs(out_dir: Path, rel: Path) -> None:
@@ -223,8 +207,7 @@ def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) 
             removed.append(rel)
         if plan.remotes:
             head = fleet.spec.hosts[0].address
-            issued = certs.ensure(out_dir, plan.project, head, [h.name for h in plan.remotes])
-            written += issued.written
+            written += certs.ensure(out_dir, plan.project, head, [h.name for h in plan.remotes])
     except certs.CertError as e:
         raise FleetError([Problem(certs.TLS_DIR, str(e))]) from e
     except OSError as e:

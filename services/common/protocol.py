@@ -103,8 +103,8 @@ class JobOutcome(BaseModel):
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    # When the worker started and finished it (epoch seconds, the worker's clock): the backend's
-    # queue-wait and generation-time metrics.
+    # When the worker started and finished it (epoch seconds on Redis' clock, see clock.py): the
+    # backend's queue-wait and generation-time metrics.
     started_at: float | None = None
     finished_at: float | None = None
     # Set on a push whose answer was too large to carry (it stays in the record: read it there).

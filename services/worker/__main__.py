@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.logs import setup_logging
+from services.worker import metrics
 from services.worker.config import WorkerSettings
 from services.worker.models import ModelBackend, ModelConfigError, build_model
 from services.worker.worker import Worker
@@ -60,6 +61,17 @@ def main() -> int:
     except ModelConfigError as e:
         sys.stderr.write(f"invalid setting {e}\n")
         return 2
+    if settings.WORKER_METRICS_PORT:
+        # Before the model loads: a scrape during a long load sees the process (and `up`).
+        try:
+            metrics.serve(settings.WORKER_METRICS_PORT)
+        except OSError as e:
+            sys.stderr.write(
+                f"invalid setting WORKER_METRICS_PORT: cannot listen on "
+                f"{settings.WORKER_METRICS_PORT}: {e.strerror or e}\n"
+            )
+            return 2
+        log.info("metrics at http://0.0.0.0:%d/metrics", settings.WORKER_METRICS_PORT)
     try:
         import uvloop
 

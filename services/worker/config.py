@@ -45,6 +45,9 @@ class WorkerSettings(CommonSettings):
     HEARTBEAT_FILE: str = "/tmp/llm-wrap-worker.alive"
     # Seconds SIGTERM waits for jobs in progress before handing them back to the queue.
     DRAIN_TIMEOUT: float = Field(30.0, ge=0)
+    # Port of the worker's Prometheus /metrics on every interface; 0: not served (several
+    # workers on one host would need a port each). services/worker/metrics.py says what it holds.
+    WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
 
     @property
     def model_names(self) -> list[str]:

@@ -55,6 +55,7 @@ from services.worker.acks import AckBatcher
 from services.worker.cancels import CancelListener
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
+from services.worker.metrics import WorkerMetrics
 from services.worker.models import GenerationRequest, ModelBackend, ModelDead, ModelError
 from services.worker.models.base import Generation, Piece
 from services.worker.pieces import PieceWriter
@@ -74,6 +75,9 @@ class Worker:
         self.settings = settings
         self.model = model
         self.worker_id = f"{settings.MODEL_NAME}-{uuid.uuid4().hex[:8]}"
+        self.metrics = WorkerMetrics(
+            settings.QUEUE_NAME, self.worker_id, settings.MODEL_BACKEND.value
+        )
         self.keys = KeySpace(settings.REDIS_PREFIX)
         # The store's job writes go over its own pipelined connection; the pool serves the rest.
         self.redis: Redis = make_redis(settings)
@@ -122,6 +126,7 @@ class Worker:
         # One worker holds as many jobs as its model runs at once, unless told otherwise.
         self.concurrency = s.WORKER_CONCURRENCY or self.model.capacity or DEFAULT_CONCURRENCY
         self.acks.prefetch = self.concurrency
+        self.metrics.capacity.set(self.concurrency)
         self._watchdog = asyncio.create_task(self._watch_model(), name="model-watchdog")
         self._connection = await connect_broker(
             self.settings, name=f"worker-{self.worker_id}", attempts=60
@@ -181,10 +186,12 @@ class Worker:
         assert task is not None
         self._inflight.add(task)
         self.acks.received(message)
+        self.metrics.held.inc()
         try:
             await self._handle(message)
         finally:
             self._inflight.discard(task)
+            self.metrics.held.dec()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -329,13 +336,14 @@ class Worker:
     ) -> None:
         """Store the outcome, then ack (or, `dead`, reject to the dead-letter queue)."""
         try:
-            await self._store_retrying(
+            kept = await self._store_retrying(
                 lambda: self.store.finish(outcome, job.notify, job=job, started_at=taken_at)
             )
         except (RedisError, OSError):
             log.error("job %s: result store unreachable; handing the job back", job.job_id)
             await self.acks.nack(message, requeue=True)
             return
+        self.metrics.stored(outcome, kept)
         if dead:
             await self._dead_letter(message)
             log.info("job %s %s (dead-lettered)", job.job_id, outcome.status.value)
@@ -369,7 +377,8 @@ class Worker:
             code=ErrorCode.REJECTED,
         )
         with contextlib.suppress(RedisError, OSError):
-            await self._store_retrying(lambda: self.store.finish(outcome, notify))
+            kept = await self._store_retrying(lambda: self.store.finish(outcome, notify))
+            self.metrics.stored(outcome, kept)
         await self._dead_letter(message)
 
     async def _store_retrying(self, op: Callable[[], Awaitable[T]]) -> T:

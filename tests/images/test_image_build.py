@@ -93,11 +93,13 @@ def test_worker_cpu_imports_its_models_with_cpu_torch(built_images: dict[str, st
         image,
         "python",
         "-c",
-        "import services.worker, services.worker.healthcheck, transformers, torch, httpx; "
-        "print(torch.__version__, torch.version.cuda)",
+        "import services.worker, services.worker.healthcheck, services.worker.metrics, "
+        "transformers, torch, httpx; print(torch.__version__, torch.version.cuda)",
     )
     assert out == "2.13.0+cpu None"
     config = inspect(image)
+    assert "9400/tcp" in config["ExposedPorts"]
+    assert "WORKER_METRICS_PORT=9400" in config["Env"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "services.worker.healthcheck"]
     assert config["Cmd"] == ["python", "-m", "services.worker"]
 

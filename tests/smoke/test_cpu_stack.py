@@ -88,6 +88,23 @@ def test_each_model_answers_generate_and_chat(cpu_stack: LiveStack) -> None:
     assert r.status_code == 404
 
 
+def test_each_worker_exports_metrics_where_prometheus_scrapes(
+    cpu_stack: LiveStack, client: docker.DockerClient
+) -> None:
+    """The monitoring profile's Prometheus reads `worker-<name>:9400` on the fleet network:
+    read it from there (the backend's container), as Prometheus would."""
+    backend = _containers(client)["backend"]
+    for model in cpu_stack.spec["models"]:
+        url = f"http://worker-{model['name']}:9400/metrics"
+        code = f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())"
+        done = backend.exec_run(["python", "-c", code])
+        page = done.output.decode()
+        assert done.exit_code == 0, page
+        queue = model.get("queue", model["name"])
+        assert f'llm_wrap_worker_capacity{{queue="{queue}"}}' in page, page[-2000:]
+        assert f'backend="{model["backend"]}"' in page
+
+
 def test_a_crashed_worker_restarts_and_serves_again(
     cpu_stack: LiveStack, client: docker.DockerClient
 ) -> None:

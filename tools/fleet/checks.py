@@ -38,6 +38,8 @@ RESERVED_ENV = {
     "REDIS_PORT": "",
     "REDIS_PASSWORD": "",
     "REDIS_PREFIX": "redis_prefix (fleet level)",
+    # Prometheus scrapes the port the generator sets (monitoring.py).
+    "WORKER_METRICS_PORT": "",
     # Workers on other hosts than the first get these from `hosts` and `links`.
     "RABBIT_MQ_TLS": "hosts",
     "REDIS_TLS": "hosts",
@@ -51,6 +53,7 @@ RESERVED_ENGINE_ARGS = {
     "max_model_len": "max_model_len",
     "gpu_memory_utilization": "gpu_memory_utilisation",
     "gpu_memory_utilisation": "gpu_memory_utilisation",
+    "served_model_name": "name (and MODEL_ALIASES in env)",
 }
 
 

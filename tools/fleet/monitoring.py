@@ -1,8 +1,11 @@
-"""The `monitoring` profile: Prometheus scraping every backend's `/metrics` and evaluating the
-alert rules (`templates/monitoring/alerts.yml`), and Grafana.
+"""The `monitoring` profile: Prometheus scraping every backend's `/metrics` and every worker's,
+evaluating the alert rules (`templates/monitoring/alerts.yml`), and Grafana.
 
 Prometheus finds the backend replicas by DNS (`backend` resolves to each container) and scrapes
-each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Grafana gets a provisioned
+each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Workers are found the same
+way, by service name, each replica a target (`WORKER_METRICS_PORT`; vLLM's engine metrics come
+with them). Workers on hosts other than the first are not scraped: their ports stay inside their
+host (see docs/fleet.md). Grafana gets a provisioned
 datasource (by a fixed uid the dashboard names) and the dashboard; its admin password is generated
 into secrets.env. Both services are in the compose profile `monitoring`, so a plain
 `docker compose up` leaves them out.
@@ -20,9 +23,11 @@ from dataclasses import dataclass
 from tools.fleet.plan import (
     API_PORT,
     HARDENING,
+    WORKER_METRICS_PORT,
     Hardening,
     Healthcheck,
     Mount,
+    Plan,
     env_pairs,
     escape,
     image_name,
@@ -83,6 +88,9 @@ class Monitoring:
     scrape_credentials_file: str | None
     backend_service: str
     backend_port: int
+    # The first host's worker services, each scraped at worker_port.
+    worker_services: list[str]
+    worker_port: int
     datasource_uid: str
     prometheus_url: str
     dashboards_dir: str
@@ -108,8 +116,9 @@ def scrapes_with_key(spec: FleetSpec) -> bool:
     )
 
 
-def make_monitoring(spec: FleetSpec) -> Monitoring | None:
-    """What the templates print for the profile; None when `monitoring.enabled` is false."""
+def make_monitoring(spec: FleetSpec, plan: Plan) -> Monitoring | None:
+    """What the templates print for the profile; None when `monitoring.enabled` is false.
+    `plan`: the first host's (after links.spread), whose workers Prometheus can reach."""
     settings = spec.monitoring
     if not settings.enabled:
         return None
@@ -164,6 +173,8 @@ def make_monitoring(spec: FleetSpec) -> Monitoring | None:
         scrape_credentials_file=API_KEY_TARGET if keyed else None,
         backend_service="backend",
         backend_port=API_PORT,
+        worker_services=[w.service for w in plan.workers],
+        worker_port=WORKER_METRICS_PORT,
         datasource_uid=DATASOURCE_UID,
         prometheus_url=f"http://prometheus:{PROMETHEUS_PORT}",
         dashboards_dir=DASHBOARDS_TARGET,

@@ -34,6 +34,8 @@ from tools.fleet.spec import FleetSpec, ModelSpec
 API_PORT = 8000
 RABBIT_PORT = 5672
 REDIS_PORT = 6379
+# Each worker's own /metrics (services/worker/metrics.py), inside the fleet's network.
+WORKER_METRICS_PORT = 9400
 MODELS_ROOT = "/models"
 VOLUMES = ("rabbitmq-data", "redis-data")
 PUBLIC_ENDPOINTS = "PUBLIC_ENDPOINTS"
@@ -235,6 +237,7 @@ def worker_env(
             ("REDIS_PORT", str(REDIS_PORT)),
         ]
     env.append(("REDIS_PREFIX", spec.redis_prefix))
+    env.append(("WORKER_METRICS_PORT", str(WORKER_METRICS_PORT)))
     return env + list(model.env.items())
 
 

@@ -88,7 +88,7 @@ def render_files(plan: Plan, mon: Monitoring | None = None) -> dict[str, str]:
 def prepare(fleet: Fleet) -> tuple[Plan, Monitoring | None, dict[str, str]]:
     """Render a checked fleet in memory and check the output; FleetError when it is invalid."""
     plan = links.spread(make_plan(fleet), fleet)
-    mon = make_monitoring(fleet.spec)
+    mon = make_monitoring(fleet.spec, plan)
     files = render_files(plan, mon)
     problems = verify.check_files(files)
     if problems:

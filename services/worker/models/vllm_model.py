@@ -57,6 +57,8 @@ OWN_VARIABLES = {
     "max_model_len": "TOKENS_LEN",
     "gpu_memory_utilization": "GPU_MEMORY_UTILISATION",
     "tensor_parallel_size": "TENSOR_PARALLEL_SIZE",
+    # The names clients use; vLLM labels its metrics (`model_name`) with the first.
+    "served_model_name": "MODEL_NAME and MODEL_ALIASES",
 }
 # Sampling parameters each job sets itself, never taken from the model's generation_config.
 _PER_JOB = {"temperature", "max_tokens", "stop"}
@@ -90,6 +92,7 @@ def engine_config(settings: WorkerSettings) -> VllmConfig:
         max_model_len=settings.TOKENS_LEN,
         gpu_memory_utilization=settings.GPU_MEMORY_UTILISATION,
         tensor_parallel_size=settings.TENSOR_PARALLEL_SIZE,
+        served_model_name=settings.model_names,
         **settings.ENGINE_ARGS,
     )
     try:

@@ -65,6 +65,16 @@ def test_each_other_host_gets_its_workers_only(rendered: Path, load_compose, rea
     assert near["RABBIT_MQ_HOST"] == "rabbitmq" and "RABBIT_MQ_TLS" not in near
 
 
+def test_prometheus_scrapes_the_workers_it_can_reach(cli, write_fleet, tmp_path: Path) -> None:
+    """The first host's workers share Prometheus' network; the others' ports stay on their host."""
+    out = tmp_path / "out"
+    run = cli("render", write_fleet(FLEET + "monitoring: {enabled: true}\n"), "--out", out)
+    assert run.code == 0, run.err
+    jobs = yaml.safe_load((out / "monitoring" / "prometheus.yml").read_text())["scrape_configs"]
+    [workers] = [j for j in jobs if j["job_name"] == "llm-wrap-workers"]
+    assert [c["names"] for c in workers["dns_sd_configs"]] == [["worker-near"]]
+
+
 def test_the_first_host_publishes_tls_ports_only(rendered: Path, load_compose) -> None:
     services = load_compose(rendered)["services"]
     assert services["rabbitmq"]["ports"] == ["0.0.0.0:5671:5671"]

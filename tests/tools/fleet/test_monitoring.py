@@ -1,7 +1,10 @@
-"""The `monitoring` profile: Prometheus scrapes every backend, Grafana charts what they export.
+"""The `monitoring` profile: Prometheus scrapes every backend and every worker of the first host,
+Grafana charts what they export.
 
-The dashboard is checked against the backend's own metric registry (services/backend/metrics.py is
-the source of truth), so a misspelt or renamed metric fails here instead of drawing an empty panel.
+The dashboard is checked against the backend's and the worker's own metric registries
+(services/backend/metrics.py and services/worker/metrics.py are the source of truth), so a
+misspelt or renamed metric fails here instead of drawing an empty panel. Its `vllm:` series are
+checked against a real vLLM worker's page (tests/services/worker/models/test_vllm_model.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import pytest
 import yaml
 
 import services.backend.metrics  # noqa: F401  (registers the backend's metrics)
+import services.worker.metrics  # noqa: F401  (and the worker's)
 from tools.fleet import monitoring
 from tools.fleet.render import TEMPLATES
 
 DASHBOARD = TEMPLATES / monitoring.DASHBOARDS / monitoring.DASHBOARD
 METRIC_RE = re.compile(r"llm_wrap_[a-z_]+")
+VLLM_RE = re.compile(r"vllm:[a-z_]+")
 # The series names each metric type exposes (prometheus_client drops a counter's `_total`).
 SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # What the issue asks the dashboard to show, as the series a query names.
@@ -40,6 +45,11 @@ REQUIRED = {
     "llm_wrap_queue_depth",
     "llm_wrap_queue_consumers",
     "llm_wrap_live_workers",
+    # Per worker (its own /metrics).
+    "llm_wrap_worker_jobs_running",
+    "llm_wrap_worker_capacity",
+    "llm_wrap_worker_output_tokens_total",
+    "llm_wrap_worker_jobs_total",
 }
 SPEC = """
 models:
@@ -79,6 +89,11 @@ def queries(dashboard: dict[str, Any]) -> Iterator[str]:
 
 def used(dashboard: dict[str, Any]) -> set[str]:
     return {name for text in queries(dashboard) for name in METRIC_RE.findall(text)}
+
+
+def used_vllm(dashboard: dict[str, Any]) -> set[str]:
+    """The vLLM engine series the dashboard names (exported by vLLM workers)."""
+    return {name for text in queries(dashboard) for name in VLLM_RE.findall(text)}
 
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -134,7 +149,9 @@ def test_every_panel_queries_the_provisioned_datasource(dashboard) -> None:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == uid, panel["title"]
-            assert METRIC_RE.search(target["expr"]), panel["title"]
+            assert METRIC_RE.search(target["expr"]) or VLLM_RE.search(target["expr"]), panel[
+                "title"
+            ]
             assert target["expr"].count("(") == target["expr"].count(")"), panel["title"]
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
@@ -191,9 +208,15 @@ def test_mounted_config_exists(rendered: Path, load_compose) -> None:
             assert (rendered / bind["source"]).exists(), bind["source"]
 
 
-def test_prometheus_scrapes_every_backend(rendered: Path, load_compose) -> None:
+def test_prometheus_scrapes_every_backend_and_worker(rendered: Path, load_compose) -> None:
     config = yaml.safe_load((rendered / monitoring.PROMETHEUS_CONFIG).read_text())
-    [job] = config["scrape_configs"]
+    job, workers = config["scrape_configs"]
+    assert workers["job_name"] == "llm-wrap-workers" and "authorization" not in workers
+    assert workers["dns_sd_configs"] == [
+        {"names": ["worker-echo"], "type": "A", "port": 9400, "refresh_interval": "30s"}
+    ]
+    assert load_compose(rendered)["services"]["worker-echo"]
+    assert "WORKER_METRICS_PORT=9400" in (rendered / "env" / "worker-echo.env").read_text()
     assert job["metrics_path"] == "/metrics"
     assert job["dns_sd_configs"] == [
         {"names": ["backend"], "type": "A", "port": 8000, "refresh_interval": "30s"}
@@ -269,7 +292,7 @@ def test_prometheus_scrapes_the_keyed_metrics_with_the_first_key(
     assert key_file.read_text() == first.strip() and len(first.strip()) >= 32
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o644  # Prometheus runs as nobody
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700  # other host users: no entry
-    [job] = yaml.safe_load((rendered / monitoring.PROMETHEUS_CONFIG).read_text())["scrape_configs"]
+    job = yaml.safe_load((rendered / monitoring.PROMETHEUS_CONFIG).read_text())["scrape_configs"][0]
     assert job["authorization"] == {
         "type": "Bearer",
         "credentials_file": monitoring.API_KEY_TARGET,

@@ -33,6 +33,8 @@ CONTRACT_WORKER_ENV = [
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_PREFIX",
+    # Not a name the original had: the port Prometheus scrapes (monitoring.py).
+    "WORKER_METRICS_PORT",
 ]
 BACKEND_ENV = [
     "RABBIT_MQ_HOST",

@@ -24,10 +24,14 @@ import aio_pika
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.protocol import JobKind, JobMessage, SamplingParams
+from tests.utils.wait import wait_until
+from tools.fleet import monitoring
+from tools.fleet.render import TEMPLATES
 from tools.local import vllm_cpu
-from tools.local.servers import RabbitServer, RedisServer
+from tools.local.servers import RabbitServer, RedisServer, free_port
 from tools.local.stack import ROOT, Proc, Stack, stack_env
 
 pytestmark = [
@@ -54,6 +58,7 @@ class Served:
     # One client for every request (thread-safe): making one per request costs ~0.1 s here
     # (its TLS context), which would serialise concurrent requests on the client side.
     http: httpx.Client
+    metrics_port: int
 
     def ask(self, content: str, timeout: float = 60, url: str = "", **meta: Any) -> httpx.Response:
         body = {
@@ -110,14 +115,21 @@ def served(
     stack = Stack(
         stack_env(redis_server.port, rabbit_server.port, prefix), tmp_path_factory.mktemp("vllm")
     )
+    metrics_port = free_port()
     try:
-        worker = vllm_worker(stack, queue, tiny_model, engine_args={"max_num_seqs": MAX_SEQS})
+        worker = vllm_worker(
+            stack,
+            queue,
+            tiny_model,
+            engine_args={"max_num_seqs": MAX_SEQS},
+            WORKER_METRICS_PORT=metrics_port,
+        )
         # A long CPU-engine generation can starve RabbitMQ here for seconds
         # (docs/vllm-on-cpu.md): a publish confirm may take longer than the default 1.5 s.
         url = stack.backend(QUEUE_NAME=queue, PUBLISH_TIMEOUT=30).url
         tokenizer = AutoTokenizer.from_pretrained(tiny_model)
         with redis.Redis(port=redis_server.port) as client, httpx.Client() as http:
-            yield Served(stack, worker, url, queue, prefix, client, tokenizer, http)
+            yield Served(stack, worker, url, queue, prefix, client, tokenizer, http, metrics_port)
     finally:
         stack.close()
 
@@ -146,6 +158,42 @@ def test_generate_and_chat_record_the_token_counts(served: Served) -> None:
     # The engine saw the chat template's rendering, not the bare message.
     assert int(served.record(r)["prompt_tokens"]) == len(
         served.tokenizer(templated, add_special_tokens=False).input_ids
+    )
+
+
+def test_the_worker_page_carries_the_engines_metrics(served: Served) -> None:
+    """What the fleet's Prometheus scrapes of a vLLM worker (WORKER_METRICS_PORT): every `vllm:`
+    series the Grafana dashboard charts, labelled with the model's name, counting real work."""
+
+    def page() -> dict[tuple[str, str], float]:
+        text = served.http.get(f"http://127.0.0.1:{served.metrics_port}/metrics").text
+        return {
+            (s.name, s.labels.get("model_name", s.labels.get("queue", ""))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    before = page()
+    dashboard = (TEMPLATES / monitoring.DASHBOARDS / monitoring.DASHBOARD).read_text()
+    charted = set(re.findall(r"vllm:[a-z_]+", dashboard))
+    assert {"vllm:kv_cache_usage_perc", "vllm:num_requests_running"} <= charted
+    assert {(name, MODEL) for name in charted} <= set(before), "charted but not exported"
+    assert before[("llm_wrap_worker_capacity", served.queue)] == MAX_SEQS
+    r = served.ask("what is ai", tokens_limit=6)
+    assert r.status_code == 200, r.text
+    made = int(served.record(r)["completion_tokens"])
+    assert made > 0
+    ours = ("llm_wrap_worker_output_tokens_total", served.queue)
+    engine = ("vllm:generation_tokens_total", MODEL)
+    # vLLM records its figures after handing out the step's outputs: they may trail the answer.
+    wait_until(
+        lambda: (
+            (after := page())[engine] - before[engine] == made
+            and after[ours] - before.get(ours, 0) == made
+            and after[("vllm:num_requests_running", MODEL)] == 0
+        ),
+        10,
+        lambda: f"{made} tokens counted by the engine and the worker: {page()}",
     )
 
 

@@ -1,0 +1,90 @@
+"""The worker's Prometheus metrics, served on WORKER_METRICS_PORT (0, the default: not served).
+
+The backend's /metrics says what clients get, per queue; these say what each worker does, and
+Prometheus tells workers apart by target: the jobs it holds against the jobs it can hold (one
+saturated worker beside an idle one), the outcomes it stored, its model time and tokens. With
+MODEL_BACKEND=vllm the same page carries vLLM's own `vllm:*` metrics (KV-cache use, requests
+running and waiting in the engine, preemptions), as `vllm serve` exports them: the engine
+registers them in the process's default registry, which is the one served here.
+
+prometheus_client's own HTTP server answers scrapes from a thread: the worker's event loop does
+no HTTP, and a scrape never waits for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from services.common.protocol import JobOutcome, JobStatus
+
+# Model time, from a cached answer (ms) to a long generation on a large model (minutes).
+_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+INFO = Gauge(
+    "llm_wrap_worker_info",
+    "This worker (always 1): its id, as `python -m tools.ops.status` lists it, and its backend",
+    ["queue", "worker_id", "backend"],
+)
+CAPACITY = Gauge(
+    "llm_wrap_worker_capacity", "Jobs the worker holds at once (its prefetch)", ["queue"]
+)
+HELD = Gauge("llm_wrap_worker_jobs_running", "Jobs the worker holds now", ["queue"])
+OUTCOMES = Counter(
+    "llm_wrap_worker_jobs_total",
+    "Jobs the worker ended: completed, the error code (model, deadline, cancelled, rejected), or "
+    "late (its outcome came after the job had ended elsewhere, e.g. the backend's deadline)",
+    ["queue", "outcome"],
+)
+RUN_SECONDS = Histogram(
+    "llm_wrap_worker_run_seconds",
+    "Model time of each completed job",
+    ["queue"],
+    buckets=_SECONDS,
+)
+PROMPT_TOKENS = Counter(
+    "llm_wrap_worker_prompt_tokens_total", "Prompt tokens of the jobs it completed", ["queue"]
+)
+OUTPUT_TOKENS = Counter(
+    "llm_wrap_worker_output_tokens_total", "Tokens it generated for completed jobs", ["queue"]
+)
+
+
+class WorkerMetrics:
+    """One worker's metric children, bound to its queue once (`labels()` locks on every call)."""
+
+    def __init__(self, queue: str, worker_id: str, backend: str) -> None:
+        INFO.labels(queue, worker_id, backend).set(1)
+        self.capacity = CAPACITY.labels(queue)
+        self.held = HELD.labels(queue)
+        self._queue = queue
+        self._run = RUN_SECONDS.labels(queue)
+        self._prompt = PROMPT_TOKENS.labels(queue)
+        self._output = OUTPUT_TOKENS.labels(queue)
+
+    def stored(self, outcome: JobOutcome, kept: bool) -> None:
+        """The worker wrote `outcome`; `kept`: it was the job's final word (first write wins)."""
+        if not kept:
+            label = "late"
+        elif outcome.status is JobStatus.COMPLETED:
+            label = "completed"
+        else:
+            label = outcome.code.value if outcome.code is not None else "error"
+        OUTCOMES.labels(self._queue, label).inc()
+        if outcome.status is not JobStatus.COMPLETED:
+            return
+        # The model did this work whether or not its answer was still awaited.
+        if outcome.started_at is not None and outcome.finished_at is not None:
+            self._run.observe(max(0.0, outcome.finished_at - outcome.started_at))
+        if outcome.prompt_tokens:
+            self._prompt.inc(outcome.prompt_tokens)
+        if outcome.completion_tokens:
+            self._output.inc(outcome.completion_tokens)
+
+
+def serve(port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Answer GET /metrics on every interface, like Prometheus' exporters; OSError when the
+    port is taken."""
+    return start_http_server(port)

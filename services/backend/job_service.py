@@ -150,6 +150,8 @@ class JobService:
             # worker" would send the operator the wrong way.
             raise BrokerUnavailable("RabbitMQ is unreachable")
         target = await self.router.resolve(model, queue)
+        if asked := params.optional_asked():
+            self.router.refuse_unhonoured(asked, model, target)
         now = clock.now()
         # The server names every job: a client's job_id is kept for tracing, never trusted as
         # a key (the original let a reused id read another client's answer).

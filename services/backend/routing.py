@@ -14,7 +14,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.backend.errors import NoLiveWorker, StoreUnavailable, UnknownModel
+from services.backend.errors import BadRequest, NoLiveWorker, StoreUnavailable, UnknownModel
 from services.common.keys import KeySpace
 from services.common.logs import describe
 from services.common.registry import ModelState, read_models
@@ -116,6 +116,20 @@ class ModelRouter:
             name = model or target
             raise NoLiveWorker(f"no live worker serves model {name!r} (queue {target!r})")
         return target
+
+    def refuse_unhonoured(self, asked: list[str], model: str | None, queue: str) -> None:
+        """400 for an optional sampling parameter (`asked`) the model's workers do not honour,
+        as they announced it; a queue named directly is looked up by its models."""
+        state = self._by_model.get(model) if model is not None else None
+        if state is None:
+            state = next((s for s in self._by_model.values() if s.queue == queue), None)
+        honoured = state.params if state is not None else frozenset()
+        for name in asked:
+            if name not in honoured:
+                served = f" (its workers run MODEL_BACKEND={state.backend})" if state else ""
+                raise BadRequest(
+                    f"{name} is not supported by model {model or queue!r}{served}", name
+                )
 
     async def close(self) -> None:
         if self._task is not None:

@@ -57,6 +57,13 @@ class ChatMessage(BaseModel):
     content: str
 
 
+# Sampling parameters not every model backend honours: a worker announces those its backend does
+# (`ModelBackend.params`, in the registry), and the backend refuses a request that sets another
+# with a 400 naming it, rather than let it be silently ignored.
+OPTIONAL_PARAMS = ("seed", "presence_penalty", "frequency_penalty")
+INT64 = 2**63
+
+
 class SamplingParams(BaseModel):
     """What the model needs to know about how to generate; defaults are the original API's."""
 
@@ -65,6 +72,21 @@ class SamplingParams(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(8096, gt=0)
     stop: list[str] = Field(default_factory=list)
+    # OPTIONAL_PARAMS. None: not asked (penalties: the model's own default).
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+    def optional_asked(self) -> list[str]:
+        """The OPTIONAL_PARAMS this request sets (a penalty of 0 is off, which every model does)."""
+        asked = []
+        if self.seed is not None:
+            asked.append("seed")
+        if self.presence_penalty:
+            asked.append("presence_penalty")
+        if self.frequency_penalty:
+            asked.append("frequency_penalty")
+        return asked
 
 
 class JobMessage(BaseModel):

@@ -26,6 +26,8 @@ class Announcement(BaseModel):
     queue: str
     backend: str
     last_seen: float
+    # The optional sampling parameters (protocol.OPTIONAL_PARAMS) its backend honours.
+    params: list[str] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class ModelState:
     live_workers: int
     backend: str = ""  # MODEL_BACKEND of the last worker that announced it
     last_seen: float = 0.0  # epoch seconds of that announcement
+    params: frozenset[str] = frozenset()  # the optional sampling parameters it honours
 
 
 async def announce(
@@ -46,6 +49,7 @@ async def announce(
     names: list[str],
     backend: str,
     ttl: float,
+    params: list[str] | None = None,
 ) -> None:
     """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
     await clock.sync(redis)
@@ -55,7 +59,9 @@ async def announce(
         pipe.zremrangebyscore(keys.workers(queue), "-inf", now)
         pipe.expire(keys.workers(queue), int(FORGET_AFTER_S))
         for name in names:
-            ann = Announcement(model=name, queue=queue, backend=backend, last_seen=now)
+            ann = Announcement(
+                model=name, queue=queue, backend=backend, last_seen=now, params=params or []
+            )
             pipe.hset(keys.models, name, ann.model_dump_json())
         await pipe.execute()
 
@@ -98,6 +104,7 @@ async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
             live_workers=int(c),
             backend=a.backend,
             last_seen=a.last_seen,
+            params=frozenset(a.params),
         )
         for a, c in zip(announced, counts, strict=True)
     ]

@@ -31,6 +31,7 @@ class Heartbeat:
         names: list[str],
         queue: str,
         backend: str,
+        params: list[str],
         interval: float,
         ttl: float,
         file: str,
@@ -42,6 +43,7 @@ class Heartbeat:
         self._names = names
         self._queue = queue
         self._backend = backend
+        self._params = params
         self._interval = interval
         self._ttl = ttl
         self._file = Path(file)
@@ -59,6 +61,7 @@ class Heartbeat:
                 queue=self._queue,
                 names=self._names,
                 backend=self._backend,
+                params=self._params,
                 ttl=self._ttl,
             )
         except (RedisError, OSError) as e:

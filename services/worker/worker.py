@@ -105,6 +105,7 @@ class Worker:
             names=settings.model_names,
             queue=settings.QUEUE_NAME,
             backend=settings.MODEL_BACKEND.value,
+            params=sorted(model.params),
             interval=settings.HEARTBEAT_INTERVAL,
             ttl=settings.HEARTBEAT_TTL,
             file=settings.HEARTBEAT_FILE,

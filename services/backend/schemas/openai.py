@@ -1,9 +1,11 @@
 """OpenAI's request bodies (chat and text completions) and the answers built from a job.
 
 Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
-A parameter the workers cannot honour (n > 1, logprobs, tools, penalties, seed...) is refused
-with a 400 naming it, never silently dropped. `priority` is this server's extra field (the queue's
-AMQP priority, 0..10, higher first), passed with the SDK's `extra_body`.
+A parameter no worker honours (n > 1, logprobs, tools...) is refused with a 400 naming it, never
+silently dropped; `seed` and the penalties go to the models whose workers announce them (vLLM,
+an OpenAI-compatible upstream; `seed` also transformers and echo), and get that 400 elsewhere.
+`priority` is this server's extra field (the queue's AMQP priority, 0..10, higher first), passed
+with the SDK's `extra_body`.
 
 Answers are built as dicts and serialised with orjson (no second validation per response).
 """
@@ -22,6 +24,7 @@ from services.backend.schemas.original import (
     none_to_default,
 )
 from services.common.protocol import (
+    INT64,
     MAX_PRIORITY,
     ChatMessage,
     FinishReason,
@@ -82,10 +85,11 @@ class _Request(BaseModel):
     # Accepted only with the values that mean "off" (see `refuse_unsupported`).
     n: int | None = None
     logprobs: bool | int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    seed: int | None = None
+    # Honoured where the model's workers announce them (JobService.accept checks).
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
 
     def stop_words(self) -> list[str]:
         words = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -99,15 +103,21 @@ class _Request(BaseModel):
             raise BadRequest("n > 1 is not supported: send one request per choice", "n")
         if self.logprobs:
             raise BadRequest("logprobs are not supported", "logprobs")
-        for name in ("presence_penalty", "frequency_penalty"):
-            if getattr(self, name) not in (None, 0):
-                raise BadRequest(f"{name} is not supported", name)
         if self.logit_bias:
             raise BadRequest("logit_bias is not supported", "logit_bias")
-        if self.seed is not None:
-            raise BadRequest("seed is not supported", "seed")
         if self.stream_options is not None and not self.stream:
             raise BadRequest("stream_options is only allowed with stream: true", "stream_options")
+
+    def sampling(self, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=max_tokens,
+            stop=self.stop_words(),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+        )
 
     @property
     def include_usage(self) -> bool:
@@ -144,12 +154,7 @@ class ChatCompletionRequest(_Request):
             "kind": JobKind.CHAT,
             "model": self.model,
             "messages": [m.plain(i) for i, m in enumerate(self.messages)],
-            "params": SamplingParams(
-                temperature=self.temperature,
-                top_p=self.top_p,
-                max_tokens=limit,
-                stop=self.stop_words(),
-            ),
+            "params": self.sampling(limit),
         }
 
 
@@ -187,12 +192,7 @@ class CompletionRequest(_Request):
             "kind": JobKind.GENERATE,
             "model": self.model,
             "prompt": self.prompt_text(),
-            "params": SamplingParams(
-                temperature=self.temperature,
-                top_p=self.top_p,
-                max_tokens=self.max_tokens,
-                stop=self.stop_words(),
-            ),
+            "params": self.sampling(self.max_tokens),
         }
 
 

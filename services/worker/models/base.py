@@ -161,6 +161,9 @@ class ModelBackend(ABC):
     # How many requests the loaded model runs at once (vLLM: its max_num_seqs); the worker holds
     # that many jobs unless WORKER_CONCURRENCY says otherwise. None: no capacity of its own.
     capacity: int | None = None
+    # The optional sampling parameters (protocol.OPTIONAL_PARAMS) this backend honours; the
+    # worker announces them, and the backend refuses requests that set any other with a 400.
+    params: frozenset[str] = frozenset()
 
     async def load(self) -> None:
         """Load weights / open clients; called once before the worker takes jobs."""

@@ -23,6 +23,10 @@ _TOKEN = re.compile(r"\s*\S+")
 
 
 class EchoModel(ModelBackend):
+    # Deterministic: any seed gives the same answer, so a seed is trivially honoured. Penalties
+    # would change a real model's words, not the echo's: refused rather than ignored.
+    params = frozenset({"seed"})
+
     def __init__(self, token_delay_ms: float = 0.0) -> None:
         self.delay = token_delay_ms / 1000.0
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 
-from services.common.protocol import FinishReason
+from services.common.protocol import OPTIONAL_PARAMS, FinishReason
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
@@ -17,6 +17,9 @@ from services.worker.models.base import (
 
 
 class OpenAIModel(ModelBackend):
+    # Passed on to the upstream, which speaks the same API (vLLM, TGI, vendors honour them).
+    params = frozenset(OPTIONAL_PARAMS)
+
     def __init__(
         self, base_url: str, model: str, api_key: str = "", timeout: float = 600.0
     ) -> None:
@@ -40,8 +43,9 @@ class OpenAIModel(ModelBackend):
             "temperature": p.temperature,
             "max_tokens": p.max_tokens,
         }
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
+        for name in ("top_p", *OPTIONAL_PARAMS):
+            if (value := getattr(p, name)) is not None:
+                body[name] = value
         if p.stop:
             body["stop"] = p.stop
         if request.messages is not None:

@@ -56,7 +56,19 @@ def _halt_criteria(halt: threading.Event) -> Any:
     return StoppingCriteriaList([Halt()])
 
 
+def _seed(seed: int | None) -> None:
+    """A job's seed, set in its generation thread: sampling draws from torch's global generator,
+    which one generation at a time uses (the model's lock)."""
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
+
+
 class TransformersModel(ModelBackend):
+    # Penalties in OpenAI's sense (presence, frequency) are not transformers' `generate` options.
+    params = frozenset({"seed"})
+
     def __init__(self, path: str, max_len: int, device: str | None = None) -> None:
         self.path = path
         self.max_len = max_len
@@ -133,6 +145,7 @@ class TransformersModel(ModelBackend):
 
             def run() -> None:
                 try:
+                    _seed(request.params.seed)
                     stopping = _halt_criteria(halt)
                     result.append(
                         self.model.generate(**kwargs, streamer=streamer, stopping_criteria=stopping)
@@ -194,6 +207,7 @@ class TransformersModel(ModelBackend):
         inputs = self._inputs(request)
         kwargs = self._generate_kwargs(request, inputs)
         prompt_len = int(inputs["input_ids"].shape[1])
+        _seed(request.params.seed)
         with torch.inference_mode():
             out = self.model.generate(**kwargs, stopping_criteria=_halt_criteria(halt))
         new = out[0, prompt_len:]

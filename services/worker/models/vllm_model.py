@@ -32,7 +32,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from services.common.protocol import FinishReason
+from services.common.protocol import OPTIONAL_PARAMS, FinishReason
 from services.worker.config import WorkerSettings
 from services.worker.models.base import (
     Generation,
@@ -61,7 +61,7 @@ OWN_VARIABLES = {
     "served_model_name": "MODEL_NAME and MODEL_ALIASES",
 }
 # Sampling parameters each job sets itself, never taken from the model's generation_config.
-_PER_JOB = {"temperature", "max_tokens", "stop"}
+_PER_JOB = {"temperature", "max_tokens", "stop", "seed"}
 
 
 def engine_config(settings: WorkerSettings) -> VllmConfig:
@@ -104,6 +104,8 @@ def engine_config(settings: WorkerSettings) -> VllmConfig:
 
 
 class VLLMModel(ModelBackend):
+    params = frozenset(OPTIONAL_PARAMS)
+
     def __init__(self, config: VllmConfig) -> None:
         self.config = config
         self.max_model_len: int = config.model_config.max_model_len
@@ -196,12 +198,18 @@ class VLLMModel(ModelBackend):
                 f"{self.max_model_len}"
             )
         p = request.params
-        defaults = self._defaults if p.top_p is None else {**self._defaults, "top_p": p.top_p}
+        # What the job leaves unset (None) stays the model's generation_config default.
+        asked = {
+            name: value
+            for name in ("top_p", "presence_penalty", "frequency_penalty")
+            if (value := getattr(p, name)) is not None
+        }
         params = SamplingParams(
-            **defaults,
+            **{**self._defaults, **asked},
             temperature=p.temperature,
             max_tokens=min(p.max_tokens, room),
             stop=p.stop or None,
+            seed=p.seed,
             output_kind=kind,
         )
         request_id = uuid.uuid4().hex

@@ -154,6 +154,32 @@ def test_errors_are_the_sdks_typed_exceptions(stack: Stack, queue: str) -> None:
             pass
 
 
+def test_seed_and_penalties_are_refused_where_the_model_cannot_honour_them(
+    stack: Stack, queue: str
+) -> None:
+    """The echo worker announces `seed` (its answers are the same whatever the seed), not the
+    penalties, which would change a real model's words: a 400 naming the parameter, not silence."""
+    stack.worker(queue)
+    sdk = client(stack.backend(QUEUE_NAME=queue).url)
+    messages = [{"role": "user", "content": "same words"}]
+    chat = sdk.chat.completions.create(model=queue, messages=messages, seed=7)
+    assert chat.choices[0].message.content == "same words"
+    # A penalty of 0 is off, which every model does.
+    off = sdk.chat.completions.create(model=queue, messages=messages, presence_penalty=0)
+    assert off.choices[0].message.content == "same words"
+    for name in ("presence_penalty", "frequency_penalty"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.chat.completions.create(model=queue, messages=messages, **{name: 0.5})
+        assert refused.value.param == name
+        assert "MODEL_BACKEND=echo" in refused.value.message and queue in refused.value.message
+        with pytest.raises(openai.BadRequestError) as out_of_range:
+            sdk.completions.create(model=queue, prompt="x", **{name: 2.5})
+        assert out_of_range.value.param == name
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.completions.create(model=queue, prompt="x", frequency_penalty=1)
+    assert refused.value.param == "frequency_penalty"
+
+
 def test_no_worker_is_503_and_a_full_queue_is_429(stack: Stack, queue: str) -> None:
     worker = stack.worker(queue, QUEUE_MAX_LENGTH=1, WORKER_CONCURRENCY=1, ECHO_TOKEN_DELAY_MS=300)
     url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url

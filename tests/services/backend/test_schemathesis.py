@@ -58,7 +58,7 @@ def _config(*unchecked: str) -> schemathesis.Config:
 
 
 # What a plain OpenAI client sends: the fields every worker honours. Generated bodies fill in
-# every optional field, so nearly all would be a 400 (`n`, `logprobs`, `seed`...) or a 404 (a
+# every optional field, so nearly all would be a 400 (`n`, `logprobs`, `logit_bias`...) or a 404 (a
 # model nobody serves) and never reach a worker (the coverage phase still sends those).
 PLAIN_FIELDS = frozenset(
     {"model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature"}

@@ -76,6 +76,7 @@ async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str)
     sent = SEEN[-1]
     assert sent["model"] == "served-name" and sent["max_tokens"] == 7
     assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"] and sent["top_p"] == 0.8
+    assert not {"seed", "presence_penalty", "frequency_penalty"} & set(sent), "unset: not sent"
     completion = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="p")
     # The upstream ignored `stop`; the answer is still cut at it.
     # Cut there, the answer ended at a stop word; no usage sent, no counts.
@@ -105,3 +106,20 @@ def test_worker_forwards_end_to_end(stack: Stack, queue: str, upstream: str) -> 
     r = httpx.post(url + "/chat_completion", json=chat, timeout=20)
     assert r.status_code == 200, r.text
     assert r.json() == {"content": "user:hello upstream"}
+
+
+def test_seed_and_penalties_reach_the_upstream(stack: Stack, queue: str, upstream: str) -> None:
+    """Through /v1 to the upstream: the openai backend announces them, the backend lets them by."""
+    stack.worker(queue, MODEL_BACKEND="openai", INNER_LLM_URL=upstream, INNER_LLM_API_KEY="sk-test")
+    url = stack.backend(QUEUE_NAME=queue).url
+    body = {
+        "model": queue,
+        "messages": [{"role": "user", "content": "hi"}],
+        "seed": 42,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -1.25,
+    }
+    r = httpx.post(url + "/v1/chat/completions", json=body, timeout=20)
+    assert r.status_code == 200, r.text
+    sent = SEEN[-1]
+    assert (sent["seed"], sent["presence_penalty"], sent["frequency_penalty"]) == (42, 0.5, -1.25)

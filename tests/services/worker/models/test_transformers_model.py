@@ -46,6 +46,21 @@ async def test_greedy_generation_is_deterministic_and_bounded(model: Transformer
     assert len(ids) <= 12 + 2  # re-tokenising decoded text may merge or split a little
 
 
+async def test_a_seed_makes_sampling_repeatable(model: TransformersModel) -> None:
+    def sampled(seed: int) -> GenerationRequest:
+        params = SamplingParams(temperature=1.5, max_tokens=16, seed=seed)
+        return GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="what is ai")
+
+    first = await model.generate(sampled(1))
+    assert first.text
+    assert await model.generate(sampled(1)) == first
+    stream = [p async for p in model.stream(sampled(1))]
+    assert "".join(p.text for p in stream) == first.text
+    others = {(await model.generate(sampled(seed))).text for seed in (2, 3, 4)}
+    assert others - {first.text}, "other seeds, other samples"
+    assert model.params == {"seed"}
+
+
 async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> None:
     req = _req(prompt="hello world", max_tokens=10)
     pieces = [p async for p in model.stream(req)]

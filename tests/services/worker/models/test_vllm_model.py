@@ -331,13 +331,32 @@ def test_greedy_output_equals_vllm_called_directly(
         "max_tokens": 24,
         "prompts": ["what is ai", "the queue worker", "hello world one two"],
         "chats": [[{"role": "user", "content": "serve the fleet"}]],
+        # Through /v1 (the original endpoints have no such fields): vLLM's per-request seed and
+        # OpenAI's penalties reach the engine as vLLM takes them.
+        "sampled": [
+            {"prompt": "what is ai", "temperature": 0, "presence_penalty": 1.5},
+            {"prompt": "what is ai", "temperature": 0, "frequency_penalty": 2.0},
+            {"prompt": "the queue worker", "temperature": 1.0, "seed": 1234},
+            {"prompt": "the queue worker", "temperature": 1.0, "seed": 99},
+        ],
     }
+
+    def completion(case: dict[str, Any]) -> str:
+        body = {"model": MODEL, "max_tokens": 24, **case}
+        r = served.http.post(served.url + "/v1/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        text: str = r.json()["choices"][0]["text"]
+        return text
+
     ours = {
         "prompts": [served.ask(p, tokens_limit=24).json()["content"] for p in cases["prompts"]],
         "chats": [
             served.chat(c, tokens_limit=24, temperature=0).json()["content"] for c in cases["chats"]
         ],
+        "sampled": [completion(case) for case in cases["sampled"]],
     }
+    # The same seed again, and a streamed answer: the same words.
+    assert completion(cases["sampled"][2]) == ours["sampled"][2]
     env = {**os.environ, **vllm_cpu.CPU_ENV}
     out = tmp_path / "direct.json"
     subprocess.run(
@@ -350,8 +369,11 @@ def test_greedy_output_equals_vllm_called_directly(
         check=True,
     )
     direct = json.loads(out.read_text())
-    assert all(direct["prompts"]) and all(direct["chats"]), direct
+    assert all(direct["prompts"]) and all(direct["chats"]) and all(direct["sampled"]), direct
     assert ours == direct
+    # Each parameter changed the answer (a test of the parameters, not of two copies of greedy).
+    greedy, presence, frequency, seeded, reseeded = direct["prompts"][0], *direct["sampled"]
+    assert presence != greedy and frequency != greedy and seeded != reseeded, direct
 
 
 @pytest.fixture(scope="module")

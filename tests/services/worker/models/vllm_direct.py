@@ -2,9 +2,11 @@
 
     .venv-vllm/bin/python vllm_direct.py MODEL MAX_MODEL_LEN OUT < CASES
 
-CASES is JSON: {"max_tokens": N, "prompts": [...], "chats": [[{"role", "content"}...], ...]}.
-Writes JSON to OUT (vLLM logs to stdout): {"prompts": [text, ...], "chats": [text, ...]}.
-Each case runs alone (a batch of one), as the stack's answers are compared one at a time.
+CASES is JSON: {"max_tokens": N, "prompts": [...], "chats": [[{"role", "content"}...], ...],
+"sampled": [{"prompt": ..., and SamplingParams fields: temperature, seed, penalties...}, ...]}.
+Writes JSON to OUT (vLLM logs to stdout): {"prompts": [text, ...], "chats": [...], "sampled":
+[...]}. The prompts and chats are greedy. Each case runs alone (a batch of one), as the stack's
+answers are compared one at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ def main() -> None:
     out = {
         "prompts": [llm.generate([p], params)[0].outputs[0].text for p in cases["prompts"]],
         "chats": [llm.chat([c], params)[0].outputs[0].text for c in cases["chats"]],
+        "sampled": [
+            llm.generate(
+                [case.pop("prompt")], SamplingParams(max_tokens=cases["max_tokens"], **case)
+            )[0]
+            .outputs[0]
+            .text
+            for case in cases.get("sampled", [])
+        ],
     }
     Path(sys.argv[3]).write_text(json.dumps(out))
 

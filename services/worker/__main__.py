@@ -64,14 +64,16 @@ def main() -> int:
     if settings.WORKER_METRICS_PORT:
         # Before the model loads: a scrape during a long load sees the process (and `up`).
         try:
-            metrics.serve(settings.WORKER_METRICS_PORT)
-        except OSError as e:
+            metrics.serve(settings)
+        except OSError as e:  # the port taken, or (TLS) a file unreadable or not a key pair
+            names = "WORKER_METRICS_PORT" + (" / TLS_*" if settings.WORKER_METRICS_TLS else "")
             sys.stderr.write(
-                f"invalid setting WORKER_METRICS_PORT: cannot listen on "
+                f"invalid setting {names}: cannot listen on "
                 f"{settings.WORKER_METRICS_PORT}: {e.strerror or e}\n"
             )
             return 2
-        log.info("metrics at http://0.0.0.0:%d/metrics", settings.WORKER_METRICS_PORT)
+        scheme = "https" if settings.WORKER_METRICS_TLS else "http"
+        log.info("metrics at %s://0.0.0.0:%d/metrics", scheme, settings.WORKER_METRICS_PORT)
     try:
         import uvloop
 

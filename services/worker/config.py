@@ -48,6 +48,9 @@ class WorkerSettings(CommonSettings):
     # Port of the worker's Prometheus /metrics on every interface; 0: not served (several
     # workers on one host would need a port each). services/worker/metrics.py says what it holds.
     WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
+    # Serve that page over TLS with TLS_CERT_FILE / TLS_KEY_FILE, to clients with a certificate
+    # signed by TLS_CA_FILE only (a worker on another host than its fleet's Prometheus).
+    WORKER_METRICS_TLS: bool = False
 
     @property
     def model_names(self) -> list[str]:
@@ -63,6 +66,11 @@ class WorkerSettings(CommonSettings):
                 raise ValueError(f"MODEL_PATH is required for MODEL_BACKEND={self.MODEL_BACKEND}")
         if self.MODEL_BACKEND is ModelBackendName.OPENAI and not self.INNER_LLM_URL:
             raise ValueError("INNER_LLM_URL is required for MODEL_BACKEND=openai")
+        if self.WORKER_METRICS_TLS and not (self.TLS_CERT_FILE and self.TLS_CA_FILE):
+            raise ValueError(
+                "WORKER_METRICS_TLS needs TLS_CERT_FILE, TLS_KEY_FILE (the page's certificate) "
+                "and TLS_CA_FILE (whose clients may read it)"
+            )
         if self.HEARTBEAT_TTL <= self.HEARTBEAT_INTERVAL:
             raise ValueError("HEARTBEAT_TTL must be longer than HEARTBEAT_INTERVAL")
         return self

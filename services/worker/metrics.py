@@ -8,7 +8,9 @@ running and waiting in the engine, preemptions), as `vllm serve` exports them: t
 registers them in the process's default registry, which is the one served here.
 
 prometheus_client's own HTTP server answers scrapes from a thread: the worker's event loop does
-no HTTP, and a scrape never waits for it.
+no HTTP, and a scrape never waits for it. A worker on another host than its fleet's Prometheus
+serves the page over TLS and answers only clients with a certificate of the fleet's CA
+(WORKER_METRICS_TLS; the fleet generator sets it up, links.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.common.protocol import JobOutcome, JobStatus
+from services.worker.config import WorkerSettings
 
 # Model time, from a cached answer (ms) to a long generation on a large model (minutes).
 _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -84,7 +87,16 @@ class WorkerMetrics:
             self._output.inc(outcome.completion_tokens)
 
 
-def serve(port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Answer GET /metrics on every interface, like Prometheus' exporters; OSError when the
-    port is taken."""
-    return start_http_server(port)
+def serve(settings: WorkerSettings) -> tuple[WSGIServer, threading.Thread]:
+    """Answer GET /metrics on every interface at WORKER_METRICS_PORT, like Prometheus'
+    exporters; with WORKER_METRICS_TLS, over TLS to clients with a certificate of TLS_CA_FILE.
+    OSError when the port is taken or a file cannot be read."""
+    if not settings.WORKER_METRICS_TLS:
+        return start_http_server(settings.WORKER_METRICS_PORT)
+    return start_http_server(
+        settings.WORKER_METRICS_PORT,
+        certfile=settings.TLS_CERT_FILE,
+        keyfile=settings.TLS_KEY_FILE,
+        client_cafile=settings.TLS_CA_FILE,
+        client_auth_required=True,
+    )

@@ -50,6 +50,7 @@ class Fleet:
     address: str
     rabbitmq_port: int
     redis_port: int
+    metrics_port: int
 
     def compose(self, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -71,14 +72,24 @@ def _up(fleet: Fleet, folder: Path) -> None:
 @pytest.fixture(scope="module")
 def fleet(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     address = host_address()
-    port, rabbitmq_port, redis_port = free_port(), free_port(), free_port()
+    port, rabbitmq_port, redis_port, metrics_port = (free_port() for _ in range(4))
     spec = {
         "name": HEAD,
         "network": "llmwrap_mh_head",
         "images": images,
         "backend": {"host": "127.0.0.1", "port": port},
         "hosts": [{"name": "head", "address": address}, {"name": "far", "address": "far.test"}],
-        "links": {"rabbitmq_port": rabbitmq_port, "redis_port": redis_port},
+        "links": {
+            "rabbitmq_port": rabbitmq_port,
+            "redis_port": redis_port,
+            "metrics_port": metrics_port,
+        },
+        # Rendered, not started (its profile stays off): the far worker publishes its metrics.
+        "monitoring": {
+            "enabled": True,
+            "prometheus_port": free_port(),
+            "grafana_port": free_port(),
+        },
         "models": [
             {"name": "near", "backend": "echo"},
             {"name": "far-echo", "backend": "echo", "host": "far"},
@@ -96,7 +107,13 @@ def fleet(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         if "=" in line
     )
     made = Fleet(
-        out, f"http://127.0.0.1:{port}", secrets["API_KEYS"], address, rabbitmq_port, redis_port
+        out,
+        f"http://127.0.0.1:{port}",
+        secrets["API_KEYS"],
+        address,
+        rabbitmq_port,
+        redis_port,
+        metrics_port,
     )
     for folder in (out / "hosts" / "far", out):
         made.compose(folder, "down", "-v", "--remove-orphans")
@@ -185,3 +202,35 @@ def test_plain_tcp_on_the_tls_port_gets_nothing(fleet: Fleet) -> None:
         except ConnectionResetError:
             answer = b""
     assert not answer.startswith(b"\x01\x00\x00"), answer
+
+
+def _far_metrics(fleet: Fleet, cert: bool) -> bytes:
+    """GET the far worker's metrics page as the first host's Prometheus would: HTTPS to the far
+    host's address (its certificate names `far.test`; here that host is this one), with the
+    client certificate render made for Prometheus, or without."""
+    context = ssl.create_default_context(cafile=str(fleet.out / "tls" / "ca.pem"))
+    if cert:
+        folder = fleet.out / "tls" / "prometheus"
+        context.load_cert_chain(folder / "client.pem", folder / "client-key.pem")
+    answer = b""
+    with socket.create_connection(("127.0.0.1", fleet.metrics_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="far.test") as tls:
+            tls.settimeout(10)
+            tls.sendall(b"GET /metrics HTTP/1.0\r\nHost: far.test\r\n\r\n")
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return answer
+
+
+def test_prometheus_reaches_the_far_workers_metrics_over_tls_only(fleet: Fleet) -> None:
+    config = yaml.safe_load((fleet.out / "monitoring" / "prometheus.yml").read_text())
+    [remote] = [j for j in config["scrape_configs"] if j["job_name"] == "llm-wrap-workers-remote"]
+    assert remote["static_configs"][0]["targets"] == [f"far.test:{fleet.metrics_port}"]
+    page = _far_metrics(fleet, cert=True)
+    assert page.startswith(b"HTTP/1.0 200"), page[:200]
+    assert b'llm_wrap_worker_capacity{queue="far-echo"}' in page
+    try:
+        refused = _far_metrics(fleet, cert=False)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        refused = b""
+    assert refused == b""

@@ -32,6 +32,8 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
 CLIENT_CERT = "client.pem"
 CLIENT_KEY = "client-key.pem"
+# The first host's Prometheus, a client of the other hosts' worker metrics (with monitoring).
+SCRAPER_DIR = f"{TLS_DIR}/prometheus"
 # Names the servers answer to inside the first host's Docker network, beside its address.
 SERVER_NAMES = ("rabbitmq", "redis")
 CA_DAYS = 3650
@@ -124,10 +126,20 @@ def _issue(ca_dir: Path, cert: Path, key: Path, subject: str, extensions: str) -
         atomic.replace(cert, (work / "cert.pem").read_bytes(), 0o644)
 
 
-def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> list[str]:
-    """The CA, the servers' certificate for `address` and one client certificate per host in
-    `hosts`, each made only where the existing one is missing or no longer good. Returns the
-    files made or replaced, relative to `out_dir`."""
+def ensure(
+    out_dir: Path,
+    fleet: str,
+    address: str,
+    hosts: Sequence[tuple[str, str]],
+    scraper: bool = False,
+) -> list[str]:
+    """The CA, the servers' certificate for `address`, one certificate per (name, address) in
+    `hosts` and, with `scraper`, Prometheus' client certificate; each made only where the existing
+    one is missing or no longer good. Returns the files made or replaced, relative to `out_dir`.
+
+    A host's certificate is its workers' client certificate (to RabbitMQ and Redis) and the
+    server certificate of their metrics pages, which Prometheus reaches at the host's address.
+    """
     written: list[str] = []
     ca_dir = out_dir / TLS_DIR
     for folder in (ca_dir, out_dir / SERVER_DIR):
@@ -163,22 +175,40 @@ def ensure(out_dir: Path, fleet: str, address: str, hosts: Sequence[str]) -> lis
     if atomic.update(server / CA_CERT, ca.read_bytes(), 0o644):
         written.append(f"{SERVER_DIR}/{CA_CERT}")
 
-    for host in hosts:
+    for host, host_address in hosts:
         rel = host_dir(host)
         folder = out_dir / rel
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        name = san_of(host_address)
+        if not _valid(folder / CLIENT_CERT, ca, [name]):
+            _issue(
+                ca_dir,
+                folder / CLIENT_CERT,
+                folder / CLIENT_KEY,
+                f"/CN={fleet} worker host {host}",
+                f"subjectAltName={name}\nextendedKeyUsage=clientAuth,serverAuth\n"
+                "keyUsage=critical,digitalSignature\n",
+            )
+            written += [f"{rel}/{CLIENT_CERT}", f"{rel}/{CLIENT_KEY}"]
+        if atomic.update(folder / CA_CERT, ca.read_bytes(), 0o644):
+            written.append(f"{rel}/{CA_CERT}")
+    if scraper:
+        folder = out_dir / SCRAPER_DIR
+        folder.mkdir(exist_ok=True)
         folder.chmod(0o700)
         if not _valid(folder / CLIENT_CERT, ca):
             _issue(
                 ca_dir,
                 folder / CLIENT_CERT,
                 folder / CLIENT_KEY,
-                f"/CN={fleet} worker host {host}",
+                f"/CN={fleet} prometheus",
                 "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
             )
-            written += [f"{rel}/{CLIENT_CERT}", f"{rel}/{CLIENT_KEY}"]
-        if atomic.update(folder / CA_CERT, ca.read_bytes(), 0o644):
-            written.append(f"{rel}/{CA_CERT}")
+            written += [f"{SCRAPER_DIR}/{CLIENT_CERT}", f"{SCRAPER_DIR}/{CLIENT_KEY}"]
+        # Prometheus runs as nobody: its key is readable by all, in folders only the operator
+        # enters (tls/ and this one, 0700); the bind mount of a single file needs no access to them.
+        (folder / CLIENT_KEY).chmod(0o644)
     return written
 
 

@@ -182,6 +182,18 @@ def check_hosts(settings: FleetSettings, models: Mapping[int, ModelSpec]) -> lis
             )
     if not names and "links" in settings.model_fields_set:
         out.append(Problem("links", "only used with hosts; ignored", True))
+    if settings.monitoring.enabled:
+        base = settings.links.metrics_port
+        for name in names[1:]:
+            count = sum(1 for m in models.values() if m.host == name)
+            if base + count - 1 > 65535:
+                out.append(
+                    Problem(
+                        "links.metrics_port",
+                        f"the {count} workers of '{name}' publish their metrics on "
+                        f"{base}..{base + count - 1}, past 65535",
+                    )
+                )
     return out
 
 

@@ -11,7 +11,10 @@ between images), with the capabilities those entrypoints already had.
 Every other host gets `hosts/<name>/`: a compose project of its workers, their env files, a
 secrets.env holding only the broker and store credentials (no API key), and its client
 certificate. Workers run as a non-root user without capabilities, so a one-shot `tls-files`
-service copies the certificate into a named volume owned by that user before they start.
+service copies the certificate into a named volume owned by that user before they start. With
+monitoring, each of those workers publishes its metrics page on `links.listen` over TLS with the
+same certificate (it names the host's address), to clients of the fleet's CA only: the first
+host's Prometheus, with a client certificate of its own (certs.SCRAPER_DIR).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tools.fleet import certs, checks
 from tools.fleet.build import Fleet
 from tools.fleet.credentials import SECRETS_FILE
 from tools.fleet.plan import (
+    WORKER_METRICS_PORT,
     Hardening,
     HostPlan,
     Mount,
@@ -29,6 +33,7 @@ from tools.fleet.plan import (
     Plan,
     Remote,
     make_worker,
+    publish_host,
 )
 from tools.fleet.spec import FleetSpec
 
@@ -133,8 +138,12 @@ def _remote(fleet: Fleet, index: int) -> HostPlan:
     spec = fleet.spec
     host = spec.hosts[index]
     head = checks.head_of(spec)
+    # With monitoring, each worker publishes its metrics page over TLS (its host's certificate,
+    # clients of the fleet CA only) on the next port from links.metrics_port.
+    scraped = spec.monitoring.enabled
+    metrics_tls = [("WORKER_METRICS_TLS", "true")] if scraped else []
     remote = Remote(
-        connection=remote_connection(spec),
+        connection=remote_connection(spec) + metrics_tls,
         depends_on=[(SETUP, "service_completed_successfully")],
         tls_volume=TLS_VOLUME,
         tls_target=TLS_TARGET,
@@ -144,6 +153,15 @@ def _remote(fleet: Fleet, index: int) -> HostPlan:
         for m, d in zip(spec.models, fleet.devices, strict=True)
         if checks.host_of(m, head) == host.name
     ]
+    targets = []
+    if scraped:
+        listen = publish_host(spec.links.listen)
+        for i, worker in enumerate(workers):
+            port = spec.links.metrics_port + i
+            workers[i] = dataclasses.replace(
+                worker, ports=[f"{listen}:{port}:{WORKER_METRICS_PORT}"]
+            )
+            targets.append(f"{publish_host(host.address)}:{port}")
     owner = f"{WORKER_UID}:{WORKER_UID}"
     setup = OneShot(
         service=SETUP,
@@ -163,6 +181,7 @@ def _remote(fleet: Fleet, index: int) -> HostPlan:
         workers=workers,
         setup=setup,
         secrets_file=SECRETS_FILE,
+        metrics_targets=targets,
     )
 
 

@@ -4,11 +4,11 @@ evaluating the alert rules (`templates/monitoring/alerts.yml`), and Grafana.
 Prometheus finds the backend replicas by DNS (`backend` resolves to each container) and scrapes
 each one, since some metrics (`llm_wrap_jobs_waiting`) are per process. Workers are found the same
 way, by service name, each replica a target (`WORKER_METRICS_PORT`; vLLM's engine metrics come
-with them). Workers on hosts other than the first are not scraped: their ports stay inside their
-host (see docs/fleet.md). Grafana gets a provisioned
-datasource (by a fixed uid the dashboard names) and the dashboard; its admin password is generated
-into secrets.env. Both services are in the compose profile `monitoring`, so a plain
-`docker compose up` leaves them out.
+with them). Workers on the other hosts of a fleet over several are scraped at their host's
+address over HTTPS (links.py), Prometheus showing a client certificate of the fleet's CA.
+Grafana gets a provisioned datasource (by a fixed uid the dashboard names) and the dashboard;
+its admin password is generated into secrets.env. Both services are in the compose profile
+`monitoring`, so a plain `docker compose up` leaves them out.
 
 When the backend requires keys and `/metrics` is not public, Prometheus scrapes with the first key
 of `API_KEYS`: render writes it to `env/prometheus-api-key`, bind-mounted read-only as the scrape's
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tools.fleet import certs
 from tools.fleet.plan import (
     API_PORT,
     HARDENING,
@@ -60,6 +61,8 @@ COPIED = (f"{DASHBOARDS}/{DASHBOARD}", ALERTS)
 # The key Prometheus scrapes with (see the module docstring), and where Prometheus reads it.
 API_KEY_FILE = "env/prometheus-api-key"
 API_KEY_TARGET = "/etc/prometheus/api-key"
+# Prometheus' client certificate and the fleet CA, for the other hosts' worker pages.
+TLS_TARGET = "/etc/prometheus/tls"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ class Monitoring:
     # The first host's worker services, each scraped at worker_port.
     worker_services: list[str]
     worker_port: int
+    # (host name, [address:port...]) of the workers on the other hosts, scraped over TLS with
+    # these files (container paths).
+    remote_targets: list[tuple[str, list[str]]]
+    remote_ca_file: str
+    remote_cert_file: str
+    remote_key_file: str
     datasource_uid: str
     prometheus_url: str
     dashboards_dir: str
@@ -130,6 +139,15 @@ def make_monitoring(spec: FleetSpec, plan: Plan) -> Monitoring | None:
     ]
     if keyed:
         prometheus_mounts.append(Mount(f"./{API_KEY_FILE}", API_KEY_TARGET))
+    remote = [(h.name, h.metrics_targets) for h in plan.remotes if h.metrics_targets]
+    if remote:
+        prometheus_mounts += [
+            Mount(f"./{certs.TLS_DIR}/{certs.CA_CERT}", f"{TLS_TARGET}/{certs.CA_CERT}"),
+            *(
+                Mount(f"./{certs.SCRAPER_DIR}/{name}", f"{TLS_TARGET}/{name}")
+                for name in (certs.CLIENT_CERT, certs.CLIENT_KEY)
+            ),
+        ]
     return Monitoring(
         profile=PROFILE,
         volumes=VOLUMES,
@@ -175,6 +193,10 @@ def make_monitoring(spec: FleetSpec, plan: Plan) -> Monitoring | None:
         backend_port=API_PORT,
         worker_services=[w.service for w in plan.workers],
         worker_port=WORKER_METRICS_PORT,
+        remote_targets=remote,
+        remote_ca_file=f"{TLS_TARGET}/{certs.CA_CERT}",
+        remote_cert_file=f"{TLS_TARGET}/{certs.CLIENT_CERT}",
+        remote_key_file=f"{TLS_TARGET}/{certs.CLIENT_KEY}",
         datasource_uid=DATASOURCE_UID,
         prometheus_url=f"http://prometheus:{PROMETHEUS_PORT}",
         dashboards_dir=DASHBOARDS_TARGET,

@@ -130,6 +130,8 @@ class Worker:
     depends_on: list[tuple[str, str]]
     # Named volume holding the client certificate, on a host other than the first.
     tls_volume: str | None = None
+    # Published ports (a remote worker's metrics page, with monitoring).
+    ports: list[str] = field(default_factory=list)
     tls_target: str = ""
 
 
@@ -158,6 +160,8 @@ class HostPlan:
     workers: list[Worker]
     setup: OneShot
     secrets_file: str
+    # address:port of each worker's metrics page (with monitoring), for the first host's Prometheus.
+    metrics_targets: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,9 @@ def render(fleet_path: Path, out_dir: Path, inventory: Inventory | None = None) 
             removed.append(rel)
         if plan.remotes:
             head = fleet.spec.hosts[0].address
-            written += certs.ensure(out_dir, plan.project, head, [h.name for h in plan.remotes])
+            hosts = [(h.name, h.address) for h in plan.remotes]
+            scraper = mon is not None and bool(mon.remote_targets)
+            written += certs.ensure(out_dir, plan.project, head, hosts, scraper)
     except certs.CertError as e:
         raise FleetError([Problem(certs.TLS_DIR, str(e))]) from e
     except OSError as e:

@@ -400,7 +400,8 @@ class LinksSpec(StrictModel):
 
     listen: str = Field(
         default="0.0.0.0",
-        description="Address of the first host that the TLS ports below are published on.",
+        description="Address the TLS ports below are published on: the first host's RabbitMQ "
+        "and Redis, and (with monitoring) the other hosts' worker metrics.",
     )
     rabbitmq_port: Port = Field(
         default=5671,
@@ -410,6 +411,12 @@ class LinksSpec(StrictModel):
     redis_port: Port = Field(
         default=6380,
         description="Host port of Redis' TLS listener (a client certificate is required).",
+    )
+    metrics_port: Port = Field(
+        default=9400,
+        description="With monitoring: host port of the first worker's metrics on each other "
+        "host, the next ones on the following ports (HTTPS, a client certificate is required); "
+        "the first host's Prometheus scrapes them.",
     )
 
     @field_validator("listen")

@@ -20,7 +20,7 @@ class TlsFiles:
 
 
 def make_certs(directory: Path) -> TlsFiles:
-    certs.ensure(directory, "llm-wrap test", "localhost", ["client"])
+    certs.ensure(directory, "llm-wrap test", "localhost", [("client", "localhost")])
     server = directory / certs.SERVER_DIR
     client = directory / certs.host_dir("client")
     # The local servers may drop from root to their own user (Debian's rabbitmq-server does):

@@ -4,14 +4,18 @@ real jobs: what Prometheus reads of each worker beside the backend's per-queue f
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
+from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.wait import wait_until
 from tools.local.servers import free_port
 from tools.local.stack import Stack
+from tools.local.tls import make_certs
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -76,21 +80,29 @@ def test_a_worker_exports_its_load_outcomes_and_tokens(stack: Stack, queue: str)
     assert run_sum is not None and 2 * 0.75 < run_sum < 2 * 5
 
 
-def test_an_answer_after_the_backends_deadline_counts_as_late(stack: Stack, queue: str) -> None:
-    """The backend gave up first (504): the worker's answer was no longer the job's word."""
+def test_an_outcome_after_the_job_ended_elsewhere_counts_as_late(stack: Stack, queue: str) -> None:
+    """A client cancelled the running job: the backend recorded its end at once, so the
+    worker's own "cancelled" outcome, written when it stopped, was no longer the job's word."""
     port = free_port()
-    stack.worker(queue, WORKER_METRICS_PORT=port, ECHO_TOKEN_DELAY_MS=400)
-    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=1).url
-    r = httpx.post(url + "/generate", json={"content": "a b c d e f"}, timeout=30)
-    assert r.status_code == 504, r.text
+    stack.worker(queue, WORKER_METRICS_PORT=port, ECHO_TOKEN_DELAY_MS=300)
+    url = stack.backend(QUEUE_NAME=queue, JOB_TIMEOUT=30).url
+    body = {"model": queue, "prompt": "a b c d e f g h i j", "max_tokens": 10}
+    job = httpx.post(url + "/v1/jobs", json=body, timeout=10)
+    assert job.status_code == 202, job.text
+    wait_until(
+        lambda: value(scrape(port), "llm_wrap_worker_jobs_running", queue=queue) == 1,
+        10,
+        "the job running",
+    )
+    assert httpx.delete(f"{url}/v1/jobs/{job.json()['id']}", timeout=10).status_code == 200
     wait_until(
         lambda: value(scrape(port), "llm_wrap_worker_jobs_total", queue=queue, outcome="late") == 1,
         15,
         "the late outcome counted",
     )
-    assert value(scrape(port), "llm_wrap_worker_jobs_total", queue=queue, outcome="completed") is (
-        None
-    )
+    page = scrape(port)
+    for outcome in ("completed", "cancelled"):
+        assert value(page, "llm_wrap_worker_jobs_total", queue=queue, outcome=outcome) is None
 
 
 def test_a_taken_metrics_port_stops_the_worker_naming_it(stack: Stack, queue: str) -> None:
@@ -101,3 +113,40 @@ def test_a_taken_metrics_port_stops_the_worker_naming_it(stack: Stack, queue: st
         worker = stack.worker(queue, wait=False, WORKER_METRICS_PORT=port)
         assert worker.proc is not None and worker.proc.wait(30) == 2
     assert f"invalid setting WORKER_METRICS_PORT: cannot listen on {port}" in worker.output()
+
+
+def test_over_tls_the_page_answers_clients_of_the_ca_only(
+    stack: Stack, queue: str, tmp_path: Path
+) -> None:
+    """WORKER_METRICS_TLS, as a worker on another host than Prometheus serves it: the host's
+    certificate (naming its address, here localhost), a client certificate of the CA required."""
+    files = make_certs(tmp_path)
+    port = free_port()
+    stack.worker(
+        queue,
+        WORKER_METRICS_PORT=port,
+        WORKER_METRICS_TLS="true",
+        TLS_CA_FILE=files.ca,
+        TLS_CERT_FILE=files.client_cert,
+        TLS_KEY_FILE=files.client_key,
+    )
+    url = f"https://localhost:{port}/metrics"
+    trusted = ssl.create_default_context(cafile=str(files.ca))
+    trusted.load_cert_chain(files.client_cert, files.client_key)
+    page = httpx.get(url, verify=trusted, timeout=5)
+    assert page.status_code == 200 and f'llm_wrap_worker_capacity{{queue="{queue}"}}' in page.text
+    # No client certificate: the handshake fails (TLS 1.3 tells on the first read).
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, verify=ssl.create_default_context(cafile=str(files.ca)), timeout=5)
+    # Plain HTTP gets no page either.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://localhost:{port}/metrics", timeout=5)
+    assert httpx.get(url, verify=trusted, timeout=5).status_code == 200, "still serving"
+
+
+def test_tls_without_its_files_stops_the_worker(stack: Stack, queue: str) -> None:
+    worker = stack.worker(
+        queue, wait=False, WORKER_METRICS_PORT=free_port(), WORKER_METRICS_TLS="true"
+    )
+    assert worker.proc is not None and worker.proc.wait(30) == 2
+    assert "WORKER_METRICS_TLS needs TLS_CERT_FILE" in worker.output()

@@ -6,6 +6,7 @@ tests/smoke/test_multi_host.py; the output's exact text is the `hosts` golden ca
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -65,14 +66,101 @@ def test_each_other_host_gets_its_workers_only(rendered: Path, load_compose, rea
     assert near["RABBIT_MQ_HOST"] == "rabbitmq" and "RABBIT_MQ_TLS" not in near
 
 
-def test_prometheus_scrapes_the_workers_it_can_reach(cli, write_fleet, tmp_path: Path) -> None:
-    """The first host's workers share Prometheus' network; the others' ports stay on their host."""
-    out = tmp_path / "out"
+@pytest.fixture
+def monitored(cli, write_fleet, tmp_path: Path) -> Path:
+    out = tmp_path / "monitored"
     run = cli("render", write_fleet(FLEET + "monitoring: {enabled: true}\n"), "--out", out)
     assert run.code == 0, run.err
-    jobs = yaml.safe_load((out / "monitoring" / "prometheus.yml").read_text())["scrape_configs"]
-    [workers] = [j for j in jobs if j["job_name"] == "llm-wrap-workers"]
-    assert [c["names"] for c in workers["dns_sd_configs"]] == [["worker-near"]]
+    return out
+
+
+def test_prometheus_scrapes_every_worker_the_remote_ones_over_tls(
+    monitored: Path, load_compose, read_env
+) -> None:
+    """The first host's workers by DNS on its network; the others at their host's address,
+    each on its own published port, over HTTPS with Prometheus' client certificate."""
+    config = yaml.safe_load((monitored / "monitoring" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert [c["names"] for c in jobs["llm-wrap-workers"]["dns_sd_configs"]] == [["worker-near"]]
+    remote = jobs["llm-wrap-workers-remote"]
+    assert remote["scheme"] == "https"
+    assert remote["static_configs"] == [
+        {"targets": ["gpu-b.internal:9400", "gpu-b.internal:9401"], "labels": {"host": "gpu-b"}}
+    ]
+    assert remote["tls_config"] == {
+        "ca_file": "/etc/prometheus/tls/ca.pem",
+        "cert_file": "/etc/prometheus/tls/client.pem",
+        "key_file": "/etc/prometheus/tls/client-key.pem",
+    }
+    far = load_compose(monitored / "hosts" / "gpu-b")["services"]
+    assert far["worker-big"]["ports"] == ["0.0.0.0:9400:9400"]
+    assert far["worker-far"]["ports"] == ["0.0.0.0:9401:9400"]
+    env = read_env(monitored / "hosts" / "gpu-b" / "env" / "worker-far.env")
+    assert env["WORKER_METRICS_TLS"] == "true" and env["WORKER_METRICS_PORT"] == "9400"
+    assert "WORKER_METRICS_TLS" not in read_env(monitored / "env" / "worker-near.env")
+    # Prometheus gets its certificate, its key and the CA, nothing else of tls/.
+    mounts = {
+        v["source"]: v["target"]
+        for v in load_compose(monitored)["services"]["prometheus"]["volumes"]
+        if isinstance(v, dict) and v["source"].startswith("./tls")
+    }
+    assert mounts == {
+        "./tls/ca.pem": "/etc/prometheus/tls/ca.pem",
+        "./tls/prometheus/client.pem": "/etc/prometheus/tls/client.pem",
+        "./tls/prometheus/client-key.pem": "/etc/prometheus/tls/client-key.pem",
+    }
+
+
+def test_the_remote_pages_certificates(monitored: Path) -> None:
+    """A host's certificate names its address and serves (its workers' pages) as well as it
+    connects; Prometheus' is a client's, readable by its user `nobody`, kept on the first host."""
+    ca = monitored / "tls" / "ca.pem"
+    host = monitored / "hosts" / "gpu-b" / "tls" / "client.pem"
+    assert "DNS:gpu-b.internal" in san(host)
+    purpose = openssl("x509", "-in", host, "-noout", "-ext", "extendedKeyUsage").stdout
+    assert "TLS Web Server Authentication" in purpose and "TLS Web Client Authentication" in purpose
+    scraper = monitored / "tls" / "prometheus"
+    assert openssl("verify", "-CAfile", ca, scraper / "client.pem").returncode == 0
+    assert stat.S_IMODE((scraper / "client-key.pem").stat().st_mode) == 0o644
+    assert stat.S_IMODE(scraper.stat().st_mode) == stat.S_IMODE(ca.parent.stat().st_mode) == 0o700
+    assert not list((monitored / "hosts").rglob("prometheus*"))
+
+
+def test_promtool_accepts_the_rendered_config(monitored: Path, load_compose, tmp_path) -> None:
+    """Prometheus' own checker, with the container paths pointed at the files mounted there."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing: bash tools/setup/servers.sh installs it")
+    text = (monitored / "monitoring" / "prometheus.yml").read_text()
+    for volume in load_compose(monitored)["services"]["prometheus"]["volumes"]:
+        if isinstance(volume, dict) and volume["type"] == "bind":
+            text = text.replace(volume["target"], str(monitored / volume["source"]))
+    (tmp_path / "prometheus.yml").write_text(text)
+    checked = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_without_monitoring_no_page_is_published(rendered: Path, load_compose, read_env) -> None:
+    far = load_compose(rendered / "hosts" / "gpu-b")["services"]
+    assert "ports" not in far["worker-far"]
+    assert "WORKER_METRICS_TLS" not in read_env(
+        rendered / "hosts" / "gpu-b" / "env" / "worker-far.env"
+    )
+    assert not (rendered / "tls" / "prometheus").exists()
+
+
+def test_metrics_ports_past_65535_are_refused(cli, write_fleet, tmp_path: Path) -> None:
+    spec = FLEET + "monitoring: {enabled: true}\nlinks: {metrics_port: 65535}\n"
+    run = cli("render", write_fleet(spec), "--out", tmp_path / "out")
+    assert run.code == 2
+    assert (
+        "links.metrics_port: the 2 workers of 'gpu-b' publish their metrics on 65535..65536, "
+        "past 65535" in run.lines
+    ), run.lines
 
 
 def test_the_first_host_publishes_tls_ports_only(rendered: Path, load_compose) -> None:

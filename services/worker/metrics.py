@@ -15,14 +15,19 @@ serves the page over TLS and answers only clients with a certificate of the flee
 
 from __future__ import annotations
 
+import ssl
 import threading
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 from services.common.protocol import JobOutcome, JobStatus
 from services.worker.config import WorkerSettings
 
+# A client has this long to finish its TLS handshake, and then each read.
+TLS_TIMEOUT_S = 10.0
 # Model time, from a cached answer (ms) to a long generation on a large model (minutes).
 _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -87,16 +92,47 @@ class WorkerMetrics:
             self._output.inc(outcome.completion_tokens)
 
 
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base's name)
+        """Scrapes are not logged."""
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """A thread per connection; over TLS, the handshake happens in that thread.
+
+    prometheus_client's own server wraps its listening socket, so the handshake runs inside
+    accept(): one client that connects and says nothing (a port scan) stops every scrape.
+    """
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(TLS_TIMEOUT_S)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except OSError:  # no certificate, not TLS, or silent: that client only
+            return
+        with wrapped:
+            super().finish_request(wrapped, client_address)
+
+
 def serve(settings: WorkerSettings) -> tuple[WSGIServer, threading.Thread]:
     """Answer GET /metrics on every interface at WORKER_METRICS_PORT, like Prometheus'
     exporters; with WORKER_METRICS_TLS, over TLS to clients with a certificate of TLS_CA_FILE.
     OSError when the port is taken or a file cannot be read."""
-    if not settings.WORKER_METRICS_TLS:
-        return start_http_server(settings.WORKER_METRICS_PORT)
-    return start_http_server(
-        settings.WORKER_METRICS_PORT,
-        certfile=settings.TLS_CERT_FILE,
-        keyfile=settings.TLS_KEY_FILE,
-        client_cafile=settings.TLS_CA_FILE,
-        client_auth_required=True,
+    context = None
+    if settings.WORKER_METRICS_TLS:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=settings.TLS_CA_FILE)
+        context.load_cert_chain(settings.TLS_CERT_FILE, settings.TLS_KEY_FILE)
+        context.verify_mode = ssl.CERT_REQUIRED
+    server = make_server(
+        "", settings.WORKER_METRICS_PORT, make_wsgi_app(), _Server, handler_class=_Handler
     )
+    server.tls = context
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread

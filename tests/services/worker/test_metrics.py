@@ -133,7 +133,9 @@ def test_over_tls_the_page_answers_clients_of_the_ca_only(
     url = f"https://localhost:{port}/metrics"
     trusted = ssl.create_default_context(cafile=str(files.ca))
     trusted.load_cert_chain(files.client_cert, files.client_key)
-    page = httpx.get(url, verify=trusted, timeout=5)
+    # A client that connects and says nothing (a port scan) holds up no one else's scrape.
+    with socket.create_connection(("127.0.0.1", port)):
+        page = httpx.get(url, verify=trusted, timeout=5)
     assert page.status_code == 200 and f'llm_wrap_worker_capacity{{queue="{queue}"}}' in page.text
     # No client certificate: the handshake fails (TLS 1.3 tells on the first read).
     with pytest.raises(httpx.TransportError):

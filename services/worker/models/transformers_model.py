@@ -128,15 +128,18 @@ class TransformersModel(ModelBackend):
             kwargs.update(do_sample=False)
         return kwargs
 
+    def _prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        return self._generate_kwargs(request, self._inputs(request))
+
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         from transformers import TextIteratorStreamer
 
         halt = threading.Event()  # set when the answer is cut short or its caller goes away
 
         async with self._lock:
-            inputs = self._inputs(request)
-            kwargs = self._generate_kwargs(request, inputs)
-            prompt_len = int(inputs["input_ids"].shape[1])
+            # Tokenising (a chat template, a long prompt) is CPU work: off the event loop.
+            kwargs = await asyncio.to_thread(self._prepare, request)
+            prompt_len = int(kwargs["input_ids"].shape[1])
             streamer = TextIteratorStreamer(
                 self.tokenizer, skip_prompt=True, skip_special_tokens=True
             )
@@ -204,9 +207,8 @@ class TransformersModel(ModelBackend):
     def _generate_sync(self, request: GenerationRequest, halt: threading.Event) -> Generation:
         import torch
 
-        inputs = self._inputs(request)
-        kwargs = self._generate_kwargs(request, inputs)
-        prompt_len = int(inputs["input_ids"].shape[1])
+        kwargs = self._prepare(request)
+        prompt_len = int(kwargs["input_ids"].shape[1])
         _seed(request.params.seed)
         with torch.inference_mode():
             out = self.model.generate(**kwargs, stopping_criteria=_halt_criteria(halt))

@@ -7,10 +7,10 @@ MODEL_BACKEND=vllm the same page carries vLLM's own `vllm:*` metrics (KV-cache u
 running and waiting in the engine, preemptions), as `vllm serve` exports them: the engine
 registers them in the process's default registry, which is the one served here.
 
-prometheus_client's own HTTP server answers scrapes from a thread: the worker's event loop does
-no HTTP, and a scrape never waits for it. A worker on another host than its fleet's Prometheus
-serves the page over TLS and answers only clients with a certificate of the fleet's CA
-(WORKER_METRICS_TLS; the fleet generator sets it up, links.py).
+A small threaded HTTP server (wsgiref with prometheus_client's app) answers scrapes: the worker's
+event loop does no HTTP, and a scrape never waits for it. A worker on another host than its
+fleet's Prometheus serves the page over TLS and answers only clients with a certificate of the
+fleet's CA (WORKER_METRICS_TLS; the fleet generator sets it up, links.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HELD = Gauge("llm_wrap_worker_jobs_running", "Jobs the worker holds now", ["queu
 OUTCOMES = Counter(
     "llm_wrap_worker_jobs_total",
     "Jobs the worker ended: completed, the error code (model, deadline, cancelled, rejected), or "
-    "late (its outcome came after the job had ended elsewhere, e.g. the backend's deadline)",
+    "late (its outcome came after the job had ended: cancelled, or the backend's deadline first)",
     ["queue", "outcome"],
 )
 RUN_SECONDS = Histogram(

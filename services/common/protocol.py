@@ -7,7 +7,7 @@ of guessing. Serialised as JSON; field names are short-lived wire names, not pub
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION: Literal[1] = 1
 # AMQP priorities are 0..MAX_PRIORITY; queues are declared with this `x-max-priority`.
@@ -59,8 +59,25 @@ class ChatMessage(BaseModel):
 
 # Sampling parameters not every model backend honours: a worker announces those its backend does
 # (`ModelBackend.params`, in the registry), and the backend refuses a request that sets another
-# with a 400 naming it, rather than let it be silently ignored.
-OPTIONAL_PARAMS = ("seed", "presence_penalty", "frequency_penalty")
+# with a 400 naming it, rather than let it be silently ignored. OpenAI's, then vLLM's own extras
+# (which its server takes beside OpenAI's, as the SDK's `extra_body`).
+OPTIONAL_PARAMS = (
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+)
+# The value of each that means "off": every model does that.
+_OFF: dict[str, float | None] = {
+    "seed": None,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "top_k": 0,
+    "min_p": 0,
+    "repetition_penalty": 1,
+}
 INT64 = 2**63
 
 
@@ -72,21 +89,37 @@ class SamplingParams(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(8096, gt=0)
     stop: list[str] = Field(default_factory=list)
-    # OPTIONAL_PARAMS. None: not asked (penalties: the model's own default).
+    # OPTIONAL_PARAMS. None: not asked (the model's own default, from its generation_config).
     seed: int | None = Field(None, ge=-INT64, lt=INT64)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    # Sample from the k likeliest tokens only (0, or -1 as vLLM also takes: all of them).
+    top_k: int | None = Field(None, ge=-1)
+    # Drop tokens less likely than min_p times the likeliest one.
+    min_p: float | None = Field(None, ge=0, le=1)
+    # Divide the logits of tokens already in the prompt or the answer (1: off).
+    repetition_penalty: float | None = Field(None, gt=0)
+
+    @field_validator("top_k")
+    @classmethod
+    def _all_tokens(cls, value: int | None) -> int | None:
+        return 0 if value == -1 else value
 
     def optional_asked(self) -> list[str]:
-        """The OPTIONAL_PARAMS this request sets (a penalty of 0 is off, which every model does)."""
-        asked = []
-        if self.seed is not None:
-            asked.append("seed")
-        if self.presence_penalty:
-            asked.append("presence_penalty")
-        if self.frequency_penalty:
-            asked.append("frequency_penalty")
-        return asked
+        """The OPTIONAL_PARAMS this request sets to something other than off."""
+        return [
+            name
+            for name in OPTIONAL_PARAMS
+            if (value := getattr(self, name)) is not None and value != _OFF[name]
+        ]
+
+    def optional_set(self) -> dict[str, float]:
+        """top_p and the OPTIONAL_PARAMS this request gives (off included), by name."""
+        return {
+            name: value
+            for name in ("top_p", *OPTIONAL_PARAMS)
+            if (value := getattr(self, name)) is not None
+        }
 
 
 class JobMessage(BaseModel):

@@ -2,8 +2,9 @@
 
 Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
 A parameter no worker honours (n > 1, logprobs, tools...) is refused with a 400 naming it, never
-silently dropped; `seed` and the penalties go to the models whose workers announce them (vLLM,
-an OpenAI-compatible upstream; `seed` also transformers and echo), and get that 400 elsewhere.
+silently dropped; `seed`, the penalties and vLLM's extras (`top_k`, `min_p`,
+`repetition_penalty`) go to the models whose workers announce them (protocol.OPTIONAL_PARAMS),
+and get that 400 elsewhere.
 `priority` is this server's extra field (the queue's AMQP priority, 0..10, higher first), passed
 with the SDK's `extra_body`.
 
@@ -26,6 +27,7 @@ from services.backend.schemas.original import (
 from services.common.protocol import (
     INT64,
     MAX_PRIORITY,
+    OPTIONAL_PARAMS,
     ChatMessage,
     FinishReason,
     JobKind,
@@ -90,6 +92,10 @@ class _Request(BaseModel):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     seed: int | None = Field(None, ge=-INT64, lt=INT64)
+    # vLLM's extra sampling parameters (its server takes them beside OpenAI's): `extra_body`.
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0)
 
     def stop_words(self) -> list[str]:
         words = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -114,9 +120,7 @@ class _Request(BaseModel):
             top_p=self.top_p,
             max_tokens=max_tokens,
             stop=self.stop_words(),
-            seed=self.seed,
-            presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty,
+            **{name: getattr(self, name) for name in OPTIONAL_PARAMS},
         )
 
     @property

@@ -43,9 +43,7 @@ class OpenAIModel(ModelBackend):
             "temperature": p.temperature,
             "max_tokens": p.max_tokens,
         }
-        for name in ("top_p", *OPTIONAL_PARAMS):
-            if (value := getattr(p, name)) is not None:
-                body[name] = value
+        body.update(p.optional_set())
         if p.stop:
             body["stop"] = p.stop
         if request.messages is not None:

@@ -67,7 +67,7 @@ def _seed(seed: int | None) -> None:
 
 class TransformersModel(ModelBackend):
     # Penalties in OpenAI's sense (presence, frequency) are not transformers' `generate` options.
-    params = frozenset({"seed"})
+    params = frozenset({"seed", "top_k", "min_p", "repetition_penalty"})
 
     def __init__(self, path: str, max_len: int, device: str | None = None) -> None:
         self.path = path
@@ -120,10 +120,13 @@ class TransformersModel(ModelBackend):
             "max_new_tokens": min(p.max_tokens, room),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         }
+        if p.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = p.repetition_penalty
         if p.temperature > 0:
             kwargs.update(do_sample=True, temperature=p.temperature)
-            if p.top_p is not None:
-                kwargs["top_p"] = p.top_p
+            for name in ("top_p", "top_k", "min_p"):
+                if (value := getattr(p, name)) is not None:
+                    kwargs[name] = value
         else:
             kwargs.update(do_sample=False)
         return kwargs

@@ -198,18 +198,12 @@ class VLLMModel(ModelBackend):
                 f"{self.max_model_len}"
             )
         p = request.params
-        # What the job leaves unset (None) stays the model's generation_config default.
-        asked = {
-            name: value
-            for name in ("top_p", "presence_penalty", "frequency_penalty")
-            if (value := getattr(p, name)) is not None
-        }
+        # What the job leaves unset stays the model's generation_config default.
         params = SamplingParams(
-            **{**self._defaults, **asked},
+            **{**self._defaults, **p.optional_set()},
             temperature=p.temperature,
             max_tokens=min(p.max_tokens, room),
             stop=p.stop or None,
-            seed=p.seed,
             output_kind=kind,
         )
         request_id = uuid.uuid4().hex

@@ -164,9 +164,18 @@ def test_seed_and_penalties_are_refused_where_the_model_cannot_honour_them(
     messages = [{"role": "user", "content": "same words"}]
     chat = sdk.chat.completions.create(model=queue, messages=messages, seed=7)
     assert chat.choices[0].message.content == "same words"
-    # A penalty of 0 is off, which every model does.
-    off = sdk.chat.completions.create(model=queue, messages=messages, presence_penalty=0)
-    assert off.choices[0].message.content == "same words"
+    # A penalty of 0 is off, which every model does; so are vLLM's top_k 0 and -1 and a
+    # repetition_penalty of 1.
+    for off in (
+        {"presence_penalty": 0},
+        {"extra_body": {"top_k": -1, "min_p": 0, "repetition_penalty": 1}},
+    ):
+        answer = sdk.chat.completions.create(model=queue, messages=messages, **off)  # type: ignore[call-overload]
+        assert answer.choices[0].message.content == "same words"
+    for name, value in (("top_k", 5), ("min_p", 0.1), ("repetition_penalty", 1.2)):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.completions.create(model=queue, prompt="x", extra_body={name: value})
+        assert refused.value.param == name and "MODEL_BACKEND=echo" in refused.value.message
     for name in ("presence_penalty", "frequency_penalty"):
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(model=queue, messages=messages, **{name: 0.5})

@@ -76,7 +76,7 @@ async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str)
     sent = SEEN[-1]
     assert sent["model"] == "served-name" and sent["max_tokens"] == 7
     assert sent["temperature"] == 0.3 and sent["stop"] == ["STOP"] and sent["top_p"] == 0.8
-    assert not {"seed", "presence_penalty", "frequency_penalty"} & set(sent), "unset: not sent"
+    assert not {"seed", "presence_penalty", "top_k", "repetition_penalty"} & set(sent), "unset"
     completion = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="p")
     # The upstream ignored `stop`; the answer is still cut at it.
     # Cut there, the answer ended at a stop word; no usage sent, no counts.
@@ -118,8 +118,13 @@ def test_seed_and_penalties_reach_the_upstream(stack: Stack, queue: str, upstrea
         "seed": 42,
         "presence_penalty": 0.5,
         "frequency_penalty": -1.25,
+        "top_k": 20,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
     }
     r = httpx.post(url + "/v1/chat/completions", json=body, timeout=20)
     assert r.status_code == 200, r.text
     sent = SEEN[-1]
-    assert (sent["seed"], sent["presence_penalty"], sent["frequency_penalty"]) == (42, 0.5, -1.25)
+    assert {k: sent[k] for k in body if k not in ("model", "messages")} == {
+        k: v for k, v in body.items() if k not in ("model", "messages")
+    }

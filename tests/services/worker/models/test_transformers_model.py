@@ -58,7 +58,18 @@ async def test_a_seed_makes_sampling_repeatable(model: TransformersModel) -> Non
     assert "".join(p.text for p in stream) == first.text
     others = {(await model.generate(sampled(seed))).text for seed in (2, 3, 4)}
     assert others - {first.text}, "other seeds, other samples"
-    assert model.params == {"seed"}
+    assert model.params == {"seed", "top_k", "min_p", "repetition_penalty"}
+
+
+async def test_top_k_and_the_repetition_penalty_reach_generate(model: TransformersModel) -> None:
+    greedy = await model.generate(_req(prompt="what is ai", max_tokens=16))
+    # Sampling among the one likeliest token is greedy, whatever the temperature and the seed.
+    params = SamplingParams(temperature=1.5, max_tokens=16, seed=3, top_k=1)
+    one = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="what is ai")
+    assert await model.generate(one) == greedy
+    penalised = SamplingParams(temperature=0, max_tokens=16, repetition_penalty=2.0)
+    request = GenerationRequest(kind=JobKind.GENERATE, params=penalised, prompt="what is ai")
+    assert (await model.generate(request)).text != greedy.text
 
 
 async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> None:

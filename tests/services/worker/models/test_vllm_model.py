@@ -338,6 +338,11 @@ def test_greedy_output_equals_vllm_called_directly(
             {"prompt": "what is ai", "temperature": 0, "frequency_penalty": 2.0},
             {"prompt": "the queue worker", "temperature": 1.0, "seed": 1234},
             {"prompt": "the queue worker", "temperature": 1.0, "seed": 99},
+            # vLLM's extras (the SDK's extra_body).
+            {"prompt": "the queue worker", "temperature": 1.0, "seed": 1234, "min_p": 0.95},
+            {"prompt": "what is ai", "temperature": 0, "repetition_penalty": 1.8},
+            # Sampling among the one likeliest token only: greedy, whatever the seed.
+            {"prompt": "what is ai", "temperature": 1.0, "seed": 7, "top_k": 1},
         ],
     }
 
@@ -372,8 +377,10 @@ def test_greedy_output_equals_vllm_called_directly(
     assert all(direct["prompts"]) and all(direct["chats"]) and all(direct["sampled"]), direct
     assert ours == direct
     # Each parameter changed the answer (a test of the parameters, not of two copies of greedy).
-    greedy, presence, frequency, seeded, reseeded = direct["prompts"][0], *direct["sampled"]
-    assert presence != greedy and frequency != greedy and seeded != reseeded, direct
+    greedy = direct["prompts"][0]
+    presence, frequency, seeded, reseeded, min_p, repetition, top_1 = direct["sampled"]
+    assert presence != greedy and frequency != greedy and repetition != greedy, direct
+    assert seeded != reseeded and min_p != seeded and top_1 == greedy, direct
 
 
 @pytest.fixture(scope="module")

@@ -240,6 +240,8 @@ class JobService:
             return JobTimedOut(self._timeout_detail(job, outcome.error))
         if outcome.code is ErrorCode.CANCELLED:
             return JobCancelled(f"job {job.job_id} was cancelled")
+        if outcome.code is ErrorCode.INVALID:
+            return InvalidInput(outcome.error or "the model cannot run this request")
         return ModelFailed(outcome.error or "the model failed")
 
     @staticmethod

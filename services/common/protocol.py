@@ -5,7 +5,7 @@ of guessing. Serialised as JSON; field names are short-lived wire names, not pub
 """
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,6 +38,9 @@ class ErrorCode(StrEnum):
     DEADLINE = "deadline"  # not finished by the job's deadline: 504
     REJECTED = "rejected"  # never run: malformed, not accepted by the broker, too many tries
     CANCELLED = "cancelled"  # the client cancelled it (DELETE /v1/jobs/{id}, or went away)
+    # The model cannot run this request as asked (a prompt over its context, a schema it cannot
+    # follow): the client's error, 422 (400 under /v1), with the model's message.
+    INVALID = "invalid"
 
 
 class FinishReason(StrEnum):
@@ -68,6 +71,7 @@ OPTIONAL_PARAMS = (
     "top_k",
     "min_p",
     "repetition_penalty",
+    "response_format",
 )
 # The value of each that means "off": every model does that.
 _OFF: dict[str, float | None] = {
@@ -77,6 +81,7 @@ _OFF: dict[str, float | None] = {
     "top_k": 0,
     "min_p": 0,
     "repetition_penalty": 1,
+    "response_format": None,
 }
 INT64 = 2**63
 
@@ -99,6 +104,10 @@ class SamplingParams(BaseModel):
     min_p: float | None = Field(None, ge=0, le=1)
     # Divide the logits of tokens already in the prompt or the answer (1: off).
     repetition_penalty: float | None = Field(None, gt=0)
+    # Constrained output, OpenAI's `response_format` as the client sent it: {"type": "json_object"}
+    # or {"type": "json_schema", "json_schema": {"name", "schema", "strict"}} (checked by the
+    # backend). None: free text.
+    response_format: dict[str, Any] | None = None
 
     @field_validator("top_k")
     @classmethod
@@ -114,11 +123,11 @@ class SamplingParams(BaseModel):
         ]
 
     def optional_set(self) -> dict[str, float]:
-        """top_p and the OPTIONAL_PARAMS this request gives (off included), by name."""
+        """top_p and the numeric OPTIONAL_PARAMS this request gives (off included), by name."""
         return {
             name: value
             for name in ("top_p", *OPTIONAL_PARAMS)
-            if (value := getattr(self, name)) is not None
+            if name != "response_format" and (value := getattr(self, name)) is not None
         }
 
 

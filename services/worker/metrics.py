@@ -42,8 +42,9 @@ CAPACITY = Gauge(
 HELD = Gauge("llm_wrap_worker_jobs_running", "Jobs the worker holds now", ["queue"])
 OUTCOMES = Counter(
     "llm_wrap_worker_jobs_total",
-    "Jobs the worker ended: completed, the error code (model, deadline, cancelled, rejected), or "
-    "late (its outcome came after the job had ended: cancelled, or the backend's deadline first)",
+    "Jobs the worker ended: completed, the error code (model, invalid, deadline, cancelled, "
+    "rejected), or late (its outcome came after the job had ended: cancelled, or the backend's "
+    "deadline first)",
     ["queue", "outcome"],
 )
 RUN_SECONDS = Histogram(

@@ -56,7 +56,13 @@ from services.worker.cancels import CancelListener
 from services.worker.config import WorkerSettings
 from services.worker.heartbeat import Heartbeat
 from services.worker.metrics import WorkerMetrics
-from services.worker.models import GenerationRequest, ModelBackend, ModelDead, ModelError
+from services.worker.models import (
+    GenerationRequest,
+    InvalidRequest,
+    ModelBackend,
+    ModelDead,
+    ModelError,
+)
 from services.worker.models.base import Generation, Piece
 from services.worker.pieces import PieceWriter
 
@@ -280,6 +286,9 @@ class Worker:
             return self._error(
                 job, "the model did not finish before the job's deadline", ErrorCode.DEADLINE
             )
+        except InvalidRequest as e:
+            log.info("job %s: refused by the model: %s", job.job_id, e)
+            return self._error(job, str(e), ErrorCode.INVALID)
         except ModelError as e:
             log.warning("job %s: model error: %s (%s)", job.job_id, e, e.detail or "no detail")
             return self._error(job, str(e), ErrorCode.MODEL)

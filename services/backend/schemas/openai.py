@@ -2,9 +2,9 @@
 
 Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
 A parameter no worker honours (n > 1, logprobs, tools...) is refused with a 400 naming it, never
-silently dropped; `seed`, the penalties and vLLM's extras (`top_k`, `min_p`,
-`repetition_penalty`) go to the models whose workers announce them (protocol.OPTIONAL_PARAMS),
-and get that 400 elsewhere.
+silently dropped; `seed`, the penalties, vLLM's extras (`top_k`, `min_p`,
+`repetition_penalty`) and a chat's JSON `response_format` go to the models whose workers announce
+them (protocol.OPTIONAL_PARAMS), and get that 400 elsewhere.
 `priority` is this server's extra field (the queue's AMQP priority, 0..10, higher first), passed
 with the SDK's `extra_body`.
 
@@ -120,8 +120,13 @@ class _Request(BaseModel):
             top_p=self.top_p,
             max_tokens=max_tokens,
             stop=self.stop_words(),
-            **{name: getattr(self, name) for name in OPTIONAL_PARAMS},
+            **{name: getattr(self, name) for name in OPTIONAL_PARAMS if name != "response_format"},
+            response_format=self.output_format(),
         )
+
+    def output_format(self) -> dict[str, Any] | None:
+        """`response_format` as the job carries it; None for free text."""
+        return None
 
     @property
     def include_usage(self) -> bool:
@@ -147,8 +152,29 @@ class ChatCompletionRequest(_Request):
                 raise BadRequest(f"{name} (function calling) is not supported", name)
         if self.tool_choice not in (None, "none"):
             raise BadRequest("tool_choice is not supported", "tool_choice")
-        if self.response_format and self.response_format.get("type") != "text":
-            raise BadRequest("only response_format type 'text' is supported", "response_format")
+
+    def output_format(self) -> dict[str, Any] | None:
+        """OpenAI's `response_format`, checked: None (text), a JSON object, or JSON following a
+        schema. Models whose workers announce `response_format` honour it (vLLM's structured
+        outputs); the schema itself is checked by the model."""
+        given = self.response_format
+        kind = given.get("type") if given is not None else "text"
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return {"type": "json_object"}
+        spec = given.get("json_schema") if given is not None else None
+        if kind != "json_schema":
+            raise BadRequest(
+                "response_format type must be text, json_object or json_schema", "response_format"
+            )
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise BadRequest(
+                "response_format json_schema needs json_schema.schema, a JSON Schema object",
+                "response_format",
+            )
+        kept = {k: spec[k] for k in ("name", "description", "schema", "strict") if k in spec}
+        return {"type": "json_schema", "json_schema": kept}
 
     def job(self) -> dict[str, Any]:
         """The job's fields (JobService.accept's arguments)."""

@@ -4,6 +4,7 @@ from services.worker.config import ModelBackendName, WorkerSettings
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
+    InvalidRequest,
     ModelBackend,
     ModelConfigError,
     ModelDead,
@@ -14,6 +15,7 @@ from services.worker.models.base import (
 __all__ = [
     "Generation",
     "GenerationRequest",
+    "InvalidRequest",
     "ModelBackend",
     "ModelConfigError",
     "ModelDead",

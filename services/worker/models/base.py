@@ -27,6 +27,11 @@ class ModelError(Exception):
         self.detail = detail
 
 
+class InvalidRequest(ModelError):
+    """The model cannot run this request as asked: a prompt over its context, a schema it cannot
+    follow. The client's error (422, 400 under /v1), not the model's (502)."""
+
+
 class ModelDead(Exception):
     """The model can no longer answer anything (its engine died): the worker must exit.
 

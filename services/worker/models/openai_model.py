@@ -9,6 +9,7 @@ from services.common.protocol import OPTIONAL_PARAMS, FinishReason
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
+    InvalidRequest,
     ModelBackend,
     ModelError,
     Piece,
@@ -44,6 +45,8 @@ class OpenAIModel(ModelBackend):
             "max_tokens": p.max_tokens,
         }
         body.update(p.optional_set())
+        if p.response_format is not None:
+            body["response_format"] = p.response_format
         if p.stop:
             body["stop"] = p.stop
         if request.messages is not None:
@@ -61,6 +64,13 @@ class OpenAIModel(ModelBackend):
             raise ModelError(
                 "the upstream model server is unreachable", f"{self.base_url}: {e!r}"
             ) from e
+        if response.status_code in (400, 422):
+            # The upstream refused what the client asked (its message says why, in OpenAI's
+            # error body): the client's error, as the upstream said.
+            raise InvalidRequest(
+                f"the upstream model refused the request: {_message(response)}",
+                f"{self.base_url}{path}: {response.text[:500]}",
+            )
         if response.status_code != 200:
             raise ModelError(
                 f"the upstream model server answered {response.status_code}",
@@ -94,6 +104,15 @@ class OpenAIModel(ModelBackend):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _message(response: httpx.Response) -> str:
+    """The message of an OpenAI error body, else the status."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+    return str(message)[:500]
 
 
 def _count(value: Any) -> int | None:

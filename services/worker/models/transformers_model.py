@@ -17,6 +17,7 @@ from services.common.protocol import FinishReason
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
+    InvalidRequest,
     ModelBackend,
     ModelError,
     Piece,
@@ -94,7 +95,7 @@ class TransformersModel(ModelBackend):
     def _inputs(self, request: GenerationRequest) -> dict[str, Any]:
         if request.messages is not None:
             if not getattr(self.tokenizer, "chat_template", None):
-                raise ModelError("this model has no chat template; use /generate")
+                raise InvalidRequest("this model has no chat template; use /generate")
             enc = self.tokenizer.apply_chat_template(
                 [m.model_dump() for m in request.messages],
                 add_generation_prompt=True,
@@ -113,7 +114,10 @@ class TransformersModel(ModelBackend):
         prompt_len = int(inputs["input_ids"].shape[1])
         room = self.max_len - prompt_len
         if room <= 0:
-            raise ModelError(f"prompt has {prompt_len} tokens; TOKENS_LEN is {self.max_len}")
+            raise InvalidRequest(
+                f"prompt has {prompt_len} tokens; "
+                f"the model's context (TOKENS_LEN) is {self.max_len}"
+            )
         p = request.params
         kwargs: dict[str, Any] = {
             **inputs,

@@ -10,8 +10,11 @@ original ran vLLM's offline `LLM` one job at a time.
   a message naming it. Defaults are those of vLLM's own OpenAI server (same usage context), so a
   worker batches like `vllm serve` on the same GPU.
 - Per job: the prompt is tokenized here (chat through the model's chat template), so a prompt
-  longer than the context fails that job with a clear message and `tokens_limit` is clamped to the
-  context left; the model's generation_config sampling defaults apply as in vLLM's server.
+  longer than the context fails that job with a clear message (the client's 422 / 400) and
+  `tokens_limit` is clamped to the context left; the model's generation_config sampling defaults
+  apply as in vLLM's server, and so do a job's seed, penalties, top_k, min_p and
+  repetition_penalty, and its `response_format` (JSON, or JSON following a schema: vLLM's
+  structured outputs).
 - A job cancelled (deadline, shutdown) is aborted in the engine: its sequence is freed at once.
 - `generate` (the worker's stored answers) asks the engine for the final output only; `stream`
   gets a delta per step.
@@ -37,6 +40,7 @@ from services.worker.config import WorkerSettings
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
+    InvalidRequest,
     ModelBackend,
     ModelConfigError,
     ModelDead,
@@ -46,7 +50,7 @@ from services.worker.models.base import (
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
-    from vllm.sampling_params import RequestOutputKind
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
     from vllm.v1.engine.async_llm import AsyncLLM
 
 log = logging.getLogger(__name__)
@@ -103,6 +107,17 @@ def engine_config(settings: WorkerSettings) -> VllmConfig:
         ) from e
 
 
+def _structured(response_format: dict[str, Any] | None) -> StructuredOutputsParams | None:
+    """OpenAI's `response_format` as vLLM's structured outputs (its server does the same)."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if response_format is None:
+        return None
+    if response_format["type"] == "json_object":
+        return StructuredOutputsParams(json_object=True)
+    return StructuredOutputsParams(json=response_format["json_schema"]["schema"])
+
+
 class VLLMModel(ModelBackend):
     params = frozenset(OPTIONAL_PARAMS)
 
@@ -155,7 +170,7 @@ class VLLMModel(ModelBackend):
         if request.messages is None:
             return list(tok.encode(request.prompt or ""))
         if not getattr(tok, "chat_template", None):
-            raise ModelError("this model has no chat template; use /generate")
+            raise InvalidRequest("this model has no chat template; use /generate")
         text = tok.apply_chat_template(
             [m.model_dump() for m in request.messages], add_generation_prompt=True, tokenize=False
         )
@@ -182,7 +197,7 @@ class VLLMModel(ModelBackend):
         self, request: GenerationRequest, kind: RequestOutputKind
     ) -> AsyncGenerator[Piece, None]:
         from vllm import SamplingParams
-        from vllm.exceptions import VLLMError
+        from vllm.exceptions import VLLMClientError, VLLMError
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -193,19 +208,23 @@ class VLLMModel(ModelBackend):
         ids = await asyncio.to_thread(self._prompt_ids, request)
         room = self.max_model_len - len(ids)
         if room <= 0:
-            raise ModelError(
+            raise InvalidRequest(
                 f"prompt has {len(ids)} tokens; the model's context (TOKENS_LEN) is "
                 f"{self.max_model_len}"
             )
         p = request.params
         # What the job leaves unset stays the model's generation_config default.
-        params = SamplingParams(
-            **{**self._defaults, **p.optional_set()},
-            temperature=p.temperature,
-            max_tokens=min(p.max_tokens, room),
-            stop=p.stop or None,
-            output_kind=kind,
-        )
+        try:
+            params = SamplingParams(
+                **{**self._defaults, **p.optional_set()},
+                temperature=p.temperature,
+                max_tokens=min(p.max_tokens, room),
+                stop=p.stop or None,
+                structured_outputs=_structured(p.response_format),
+                output_kind=kind,
+            )
+        except ValueError as e:  # vLLM checks each value
+            raise InvalidRequest(f"vLLM refused the sampling parameters: {e}") from e
         request_id = uuid.uuid4().hex
         generated = 0  # DELTA outputs carry new token ids, FINAL_ONLY's one output all of them
         try:
@@ -237,7 +256,9 @@ class VLLMModel(ModelBackend):
             raise
         except EngineDeadError as e:
             raise ModelDead(f"the vLLM engine died: {e}") from e
-        except VLLMError as e:  # the request refused or failed, the engine alive
+        except VLLMClientError as e:  # refused as asked (e.g. a schema it cannot follow)
+            raise InvalidRequest(f"vLLM refused the request: {e}") from e
+        except VLLMError as e:  # the request failed, the engine alive
             raise ModelError(f"vLLM: {type(e).__name__}: {e}") from e
 
     def failure(self) -> str | None:

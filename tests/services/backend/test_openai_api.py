@@ -187,6 +187,21 @@ def test_seed_and_penalties_are_refused_where_the_model_cannot_honour_them(
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.completions.create(model=queue, prompt="x", frequency_penalty=1)
     assert refused.value.param == "frequency_penalty"
+    # A JSON response_format: for models whose workers follow one (vLLM), not the echo.
+    plain = sdk.chat.completions.create(
+        model=queue, messages=messages, response_format={"type": "text"}
+    )
+    assert plain.choices[0].message.content == "same words"
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    for fmt in ({"type": "json_object"}, schema):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.chat.completions.create(model=queue, messages=messages, response_format=fmt)  # type: ignore[arg-type]
+        assert refused.value.param == "response_format"
+        assert "MODEL_BACKEND=echo" in refused.value.message
+    for bad in ({"type": "xml"}, {"type": "json_schema", "json_schema": {"name": "a"}}):
+        with pytest.raises(openai.BadRequestError) as malformed:
+            sdk.chat.completions.create(model=queue, messages=messages, response_format=bad)  # type: ignore[arg-type]
+        assert malformed.value.param == "response_format" and "json" in malformed.value.message
 
 
 def test_no_worker_is_503_and_a_full_queue_is_429(stack: Stack, queue: str) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
 from services.worker.models.base import Generation, GenerationRequest, ModelError
@@ -24,9 +26,12 @@ def _upstream() -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict:
+    async def chat(request: Request) -> Any:
         body = await request.json()
         SEEN.append(body)
+        if body.get("seed") == 400:  # what vLLM's server answers a request it refuses
+            error = {"message": "seed 400 is refused here", "type": "BadRequestError"}
+            return JSONResponse({"error": error}, status_code=400)
         if request.headers.get("authorization") != "Bearer sk-test":
             return {"choices": []}
         text = " | ".join(f"{m['role']}:{m['content']}" for m in body["messages"])
@@ -121,6 +126,10 @@ def test_seed_and_penalties_reach_the_upstream(stack: Stack, queue: str, upstrea
         "top_k": 20,
         "min_p": 0.05,
         "repetition_penalty": 1.1,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "a", "schema": {"type": "object"}, "strict": True},
+        },
     }
     r = httpx.post(url + "/v1/chat/completions", json=body, timeout=20)
     assert r.status_code == 200, r.text
@@ -128,3 +137,18 @@ def test_seed_and_penalties_reach_the_upstream(stack: Stack, queue: str, upstrea
     assert {k: sent[k] for k in body if k not in ("model", "messages")} == {
         k: v for k, v in body.items() if k not in ("model", "messages")
     }
+
+
+def test_a_request_the_upstream_refuses_is_the_clients_error(
+    stack: Stack, queue: str, upstream: str
+) -> None:
+    """The upstream's 400 and its message reach the client as a 400 (422 on the original
+    endpoints), not as a model failure (502)."""
+    stack.worker(queue, MODEL_BACKEND="openai", INNER_LLM_URL=upstream, INNER_LLM_API_KEY="sk-test")
+    url = stack.backend(QUEUE_NAME=queue).url
+    body = {"model": queue, "messages": [{"role": "user", "content": "hi"}], "seed": 400}
+    r = httpx.post(url + "/v1/chat/completions", json=body, timeout=20)
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "the upstream model refused the request: seed 400 is refused here" in message
+    assert upstream not in message

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
-from services.worker.models.base import GenerationRequest, ModelError
+from services.worker.models.base import GenerationRequest, InvalidRequest
 from services.worker.models.transformers_model import TransformersModel
 from tools.local.stack import Stack
 
@@ -133,10 +133,10 @@ async def test_chat_uses_the_chat_template(model: TransformersModel) -> None:
     assert answer.text == expected
 
 
-async def test_prompt_longer_than_tokens_len_is_a_model_error(tiny_model: Path) -> None:
+async def test_prompt_longer_than_tokens_len_is_refused(tiny_model: Path) -> None:
     m = TransformersModel(str(tiny_model), max_len=8)
     await m.load()
-    with pytest.raises(ModelError, match="TOKENS_LEN"):
+    with pytest.raises(InvalidRequest, match="TOKENS_LEN"):
         await m.generate(_req(prompt="one two three four five six seven eight nine ten"))
 
 
@@ -161,9 +161,10 @@ def test_worker_serves_the_tiny_model_end_to_end(
         "meta": {"model": "tiny", "tokens_limit": 8},
     }
     assert httpx.post(url + "/chat_completion", json=chat, timeout=60).status_code == 200
+    # The client's error (the contract's 422 for bad input), not the model's 502.
     too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
     r = httpx.post(url + "/generate", json=too_long, timeout=60)
-    assert r.status_code == 502 and "TOKENS_LEN" in r.json()["detail"]
+    assert r.status_code == 422 and "TOKENS_LEN" in r.json()["detail"]
 
 
 class _Watch:

@@ -40,6 +40,9 @@ pytestmark = [
 ]
 
 MODEL = "tiny-vllm"
+# A JSON Schema with two possible answers and no room for whitespace, so even random weights
+# finish it (in an object, greedy random weights pick whitespace between its tokens forever).
+YES_NO = {"type": "string", "enum": ["yes", "no"]}
 MAX_LEN = 4096  # room for a generation long enough to be cut by a 1 s deadline
 MAX_SEQS = 32
 DIRECT = Path(__file__).with_name("vllm_direct.py")
@@ -297,10 +300,19 @@ def test_tokens_limit_is_kept_and_clamped_to_the_context_left(served: Served) ->
         assert rec["finish_reason"] == "length"
 
 
+def test_a_schema_vllm_cannot_follow_is_the_clients_400(served: Served) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "nonsense"}}}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "response_format": fmt}
+    r = served.http.post(served.url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    assert "vLLM refused the request" in r.json()["error"]["message"], r.text
+    assert served.ask("still there?", tokens_limit=4).status_code == 200
+
+
 def test_a_prompt_over_the_context_fails_its_job_and_the_worker_lives_on(served: Served) -> None:
     prompt = "one two three four five " * 1000
     r = served.ask(prompt)
-    assert r.status_code == 502, r.text
+    assert r.status_code == 422, r.text  # the client's error (bad input), not the model's 502
     detail = r.json()["detail"]
     assert f"prompt has {served.prompt_tokens(prompt)} tokens" in detail
     assert f"(TOKENS_LEN) is {MAX_LEN}" in detail
@@ -344,6 +356,11 @@ def test_greedy_output_equals_vllm_called_directly(
             # Sampling among the one likeliest token only: greedy, whatever the seed.
             {"prompt": "what is ai", "temperature": 1.0, "seed": 7, "top_k": 1},
         ],
+        # A chat's response_format: vLLM's structured outputs (greedy).
+        "structured": [
+            {"messages": [{"role": "user", "content": "is it durable?"}], "json": YES_NO},
+            {"messages": [{"role": "user", "content": "describe it"}], "json_object": True},
+        ],
     }
 
     def completion(case: dict[str, Any]) -> str:
@@ -353,12 +370,25 @@ def test_greedy_output_equals_vllm_called_directly(
         text: str = r.json()["choices"][0]["text"]
         return text
 
+    def structured(case: dict[str, Any]) -> str:
+        if "json" in case:
+            fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": case["json"]}}
+        else:
+            fmt = {"type": "json_object"}
+        body = {"model": MODEL, "max_tokens": 24, "temperature": 0, "response_format": fmt}
+        body["messages"] = case["messages"]
+        r = served.http.post(served.url + "/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        text: str = r.json()["choices"][0]["message"]["content"]
+        return text
+
     ours = {
         "prompts": [served.ask(p, tokens_limit=24).json()["content"] for p in cases["prompts"]],
         "chats": [
             served.chat(c, tokens_limit=24, temperature=0).json()["content"] for c in cases["chats"]
         ],
         "sampled": [completion(case) for case in cases["sampled"]],
+        "structured": [structured(case) for case in cases["structured"]],
     }
     # The same seed again, and a streamed answer: the same words.
     assert completion(cases["sampled"][2]) == ours["sampled"][2]
@@ -381,6 +411,8 @@ def test_greedy_output_equals_vllm_called_directly(
     presence, frequency, seeded, reseeded, min_p, repetition, top_1 = direct["sampled"]
     assert presence != greedy and frequency != greedy and repetition != greedy, direct
     assert seeded != reseeded and min_p != seeded and top_1 == greedy, direct
+    # Even a random-weight model answers the schema's JSON when it must.
+    assert json.loads(direct["structured"][0]) in ("yes", "no")
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@
     .venv-vllm/bin/python vllm_direct.py MODEL MAX_MODEL_LEN OUT < CASES
 
 CASES is JSON: {"max_tokens": N, "prompts": [...], "chats": [[{"role", "content"}...], ...],
-"sampled": [{"prompt": ..., and SamplingParams fields: temperature, seed, penalties...}, ...]}.
+"sampled": [{"prompt": ..., and SamplingParams fields: temperature, seed, penalties...}, ...],
+"structured": [{"messages": [...], and StructuredOutputsParams fields: json, json_object}, ...]}.
 Writes JSON to OUT (vLLM logs to stdout): {"prompts": [text, ...], "chats": [...], "sampled":
-[...]}. The prompts and chats are greedy. Each case runs alone (a batch of one), as the stack's
-answers are compared one at a time.
+[...], "structured": [...]}. The prompts, chats and structured chats are greedy. Each case runs
+alone (a batch of one), as the stack's answers are compared one at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 def main() -> None:
     from vllm import LLM, SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
 
     model, max_model_len = sys.argv[1], int(sys.argv[2])
     cases = json.load(sys.stdin)
@@ -33,6 +35,19 @@ def main() -> None:
             .outputs[0]
             .text
             for case in cases.get("sampled", [])
+        ],
+        "structured": [
+            llm.chat(
+                [case.pop("messages")],
+                SamplingParams(
+                    temperature=0,
+                    max_tokens=cases["max_tokens"],
+                    structured_outputs=StructuredOutputsParams(**case),
+                ),
+            )[0]
+            .outputs[0]
+            .text
+            for case in cases.get("structured", [])
         ],
     }
     Path(sys.argv[3]).write_text(json.dumps(out))

@@ -61,7 +61,9 @@ async def test_a_seed_makes_sampling_repeatable(model: TransformersModel) -> Non
     assert model.params == {"seed", "top_k", "min_p", "repetition_penalty"}
 
 
-async def test_top_k_and_the_repetition_penalty_reach_generate(model: TransformersModel) -> None:
+async def test_top_k_min_p_and_the_repetition_penalty_reach_generate(
+    model: TransformersModel,
+) -> None:
     greedy = await model.generate(_req(prompt="what is ai", max_tokens=16))
     # Sampling among the one likeliest token is greedy, whatever the temperature and the seed.
     params = SamplingParams(temperature=1.5, max_tokens=16, seed=3, top_k=1)
@@ -70,6 +72,13 @@ async def test_top_k_and_the_repetition_penalty_reach_generate(model: Transforme
     penalised = SamplingParams(temperature=0, max_tokens=16, repetition_penalty=2.0)
     request = GenerationRequest(kind=JobKind.GENERATE, params=penalised, prompt="what is ai")
     assert (await model.generate(request)).text != greedy.text
+    # min_p: the same seed samples otherwise once the unlikely tokens are dropped.
+    answers = []
+    for min_p in (None, 0.95):
+        params = SamplingParams(temperature=1.0, max_tokens=16, seed=1, min_p=min_p)
+        req = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="what is ai")
+        answers.append((await model.generate(req)).text)
+    assert answers[0] != answers[1]
 
 
 async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> None:

@@ -303,9 +303,11 @@ def test_tokens_limit_is_kept_and_clamped_to_the_context_left(served: Served) ->
 def test_a_schema_vllm_cannot_follow_is_the_clients_400(served: Served) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "nonsense"}}}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "response_format": fmt}
-    r = served.http.post(served.url + "/v1/chat/completions", json=body, timeout=60)
-    assert r.status_code == 400, r.text
-    assert "vLLM refused the request" in r.json()["error"]["message"], r.text
+    for stream in (False, True):  # streamed: refused before the first event, with its status
+        body["stream"] = stream
+        r = served.http.post(served.url + "/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code == 400, r.text
+        assert "vLLM refused the request" in r.json()["error"]["message"], r.text
     assert served.ask("still there?", tokens_limit=4).status_code == 200
 
 

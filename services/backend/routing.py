@@ -1,9 +1,10 @@
 """Which queue a request goes to, decided from workers' live announcements (kept in memory).
 
-The view is refreshed in the background every `refresh_s`, and at once when a worker withdraws
-(it publishes on the registry channel as it stops): a request right after a model's last worker
-left gets its 503 instead of waiting in a queue nobody reads. A miss triggers one immediate
-refresh (rate-limited) so a worker that just came up is found without waiting for the next tick.
+The view is refreshed in the background every `refresh_s`, and at once when a worker starts
+serving or withdraws (it publishes on the registry channel): a request right after a model's last
+worker left gets its 503 instead of waiting in a queue nobody reads, and one right after a worker
+came up is routed to it. A miss also triggers one immediate refresh (rate-limited), should a
+message be lost.
 """
 
 import asyncio
@@ -51,7 +52,7 @@ class ModelRouter:
         self._refreshed_at = time.monotonic()
 
     async def _refresh_forever(self) -> None:
-        """Refresh every `refresh_s`, or as soon as a withdrawal is announced."""
+        """Refresh every `refresh_s`, or as soon as a worker arrives or withdraws."""
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:

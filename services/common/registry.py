@@ -66,6 +66,12 @@ async def announce(
         await pipe.execute()
 
 
+async def arrived(redis: Redis, keys: KeySpace, *, queue: str) -> None:
+    """Tell the backends a worker of `queue` now serves, so they route to it at once (not at
+    their next periodic refresh, which a request in between would miss: a 503)."""
+    await redis.publish(keys.registry_channel, queue)
+
+
 async def withdraw(redis: Redis, keys: KeySpace, *, worker_id: str, queue: str) -> None:
     """Remove this worker's heartbeat at shutdown and tell the backends, so they stop routing to
     it at once (not at their next periodic refresh)."""

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from services.common.keys import KeySpace
 from services.common.logs import describe
-from services.common.registry import announce, withdraw
+from services.common.registry import announce, arrived, withdraw
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Heartbeat:
         self._healthy = healthy
         self._task: asyncio.Task[None] | None = None
 
-    async def beat(self) -> bool:
+    async def beat(self, touch: bool = True) -> bool:
         if not self._healthy():
             return False
         try:
@@ -67,12 +67,19 @@ class Heartbeat:
         except (RedisError, OSError) as e:
             log.warning("heartbeat failed: %s", describe(e))
             return False
-        with contextlib.suppress(OSError):
-            self._file.touch()
+        if touch:
+            with contextlib.suppress(OSError):
+                self._file.touch()
         return True
 
     async def start(self) -> None:
-        await self.beat()
+        # Announced, then the backends told, then healthy: once the container healthcheck (or a
+        # test) sees the file, every backend routes to this worker.
+        if await self.beat(touch=False):
+            with contextlib.suppress(RedisError, OSError):
+                await arrived(self._redis, self._keys, queue=self._queue)
+            with contextlib.suppress(OSError):
+                self._file.touch()
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
     async def _run(self) -> None:

@@ -74,6 +74,21 @@ def test_sigterm_drains_the_job_in_progress(stack: Stack, queue: str) -> None:
     assert r.status_code == 503
 
 
+def test_a_worker_that_comes_up_is_routed_at_once(stack: Stack, queue: str) -> None:
+    """Its arrival is pushed to the backends, as its withdrawal is: not found at their next
+    periodic refresh (30 s here), which a request in between would have missed with a 503."""
+    url = stack.backend(QUEUE_NAME=queue, REGISTRY_REFRESH_S=30).url
+    stack.worker(queue, MODEL_NAME="just-arrived")  # returns once it is healthy
+
+    def listed() -> bool:
+        models = httpx.get(url + "/v1/models", timeout=5).json()["data"]
+        return "just-arrived" in {m["id"] for m in models}
+
+    wait_until(listed, 2, "the new worker's model listed by the backend")
+    r = httpx.post(url + "/generate", json={"content": "hi", "meta": {"model": "just-arrived"}})
+    assert r.status_code == 200, r.text
+
+
 def test_malformed_message_is_reported_and_dead_lettered_not_requeued(
     stack: Stack, queue: str, redis_server: RedisServer, rabbit_server: RabbitServer, prefix: str
 ) -> None:

@@ -27,11 +27,19 @@ def now() -> float:
 
 def observe(redis_time: tuple[int, int], before: float, after: float) -> float:
     """Record a TIME reply asked between `before` and `after` (this host's time.time()); returns
-    Redis' time then. Precise to half a round trip."""
+    Redis' time then.
+
+    Redis read its clock somewhere in that round trip, so the offset lies between `at - after`
+    and `at - before`. When 0 does too (the same host, or hosts kept in step by NTP) the offset
+    is 0: a measured one would be noise of up to half a round trip, different in every process,
+    enough to put a job's start before its acceptance. Otherwise the middle of the two.
+    """
     global _offset
     seconds, micros = redis_time
     at = seconds + micros / 1e6
-    _offset = at - (before + after) / 2
+    # TIME is in whole microseconds, read down: Redis' clock was up to 1 us past `at`.
+    low, high = at - after, at + 1e-6 - before
+    _offset = 0.0 if low <= 0.0 <= high else at - (before + after) / 2
     return at
 
 

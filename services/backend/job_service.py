@@ -44,7 +44,7 @@ from services.common.protocol import (
     JobStatus,
     SamplingParams,
 )
-from services.common.store import MARK_AFTER_S, ResultStore
+from services.common.store import MARK_AFTER_S, Delta, ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,15 @@ def _published(outcome: asyncio.Future[JobOutcome], publish: asyncio.Future[None
         outcome.set_exception(error)
 
 
-def _unsent(end: JobOutcome, sent: list[str]) -> str:
+def _unsent(end: JobOutcome, sent: list[Delta]) -> Delta | None:
     """What the full answer holds beyond the pieces already streamed: pieces lost on the way
     (a Redis hiccup at the worker), or all of it when none came."""
-    whole, so_far = end.content or "", "".join(sent)
-    return whole[len(so_far) :] if whole.startswith(so_far) else ""
+    whole, so_far = end.content or "", "".join(piece.text for piece in sent)
+    text = whole[len(so_far) :] if whole.startswith(so_far) else ""
+    logprobs = None
+    if end.logprobs is not None:
+        logprobs = end.logprobs[sum(len(piece.logprobs or ()) for piece in sent) :]
+    return Delta(text, logprobs) if text or logprobs else None
 
 
 class JobService:
@@ -311,8 +315,8 @@ class JobService:
 
     async def stream(
         self, accepted: Accepted, priority: int | None, gone: Awaitable[object] | None = None
-    ) -> AsyncGenerator[str | JobOutcome, None]:
-        """Publish a streamed job, then yield its text as the worker writes it, and last its
+    ) -> AsyncGenerator[Delta | JobOutcome, None]:
+        """Publish a streamed job, then yield its pieces as the worker writes them, and last its
         completed outcome. An error before the first text raises (the route can still answer
         with a status); after it, a failed outcome is yielded for the route to report in-band.
 
@@ -325,8 +329,8 @@ class JobService:
             first = await self._repeat(accepted)
             if first.status is JobStatus.ERROR:
                 raise self._failure(job, first)
-            if first.content:
-                yield first.content
+            if (whole := _unsent(first, [])) is not None:
+                yield whole
             yield first
             return
         if not self.waiter.subscribed.is_set():
@@ -343,7 +347,7 @@ class JobService:
             asyncio.ensure_future(gone).add_done_callback(lambda _: _abandon(outcome))
         outcome.add_done_callback(lambda _: nudged.set())
         metrics = queue_metrics(queue)
-        sent: list[str] = []
+        sent: list[Delta] = []
         cursor: str | None = None
         finished = False
         try:
@@ -352,22 +356,22 @@ class JobService:
                     async with asyncio.timeout(POLL_S):
                         await nudged.wait()
                 nudged.clear()
-                cursor, texts, end = await self.store.read_pieces(job.job_id, cursor)
+                cursor, pieces, end = await self.store.read_pieces(job.job_id, cursor)
                 if end is None and outcome.done():
                     # Final without an `end` entry: failed before the job reached a worker
                     # (refused, timed out, client gone) or cancelled by someone else.
                     if outcome.exception() is None:
                         # Nothing more will be written: read what is there, then end with it.
                         cursor, more, end = await self.store.read_pieces(job.job_id, cursor)
-                        texts += more
+                        pieces += more
                         end = end or outcome.result()
                     else:
                         outcome.result()  # raises the mapped error (handled below)
-                for text in texts:
+                for piece in pieces:
                     if not sent:
                         metrics.first_token.observe(time.perf_counter() - accepted_at)
-                    sent.append(text)
-                    yield text
+                    sent.append(piece)
+                    yield piece
                 if end is None:
                     continue
                 finished = True
@@ -379,7 +383,7 @@ class JobService:
                         raise error
                     yield end
                     return
-                if rest := _unsent(end, sent):
+                if (rest := _unsent(end, sent)) is not None:
                     yield rest
                 yield end
                 return
@@ -404,7 +408,7 @@ class JobService:
                     raise self._failure(job, end) from None
                 yield end
                 return
-            if rest := _unsent(end, sent):
+            if (rest := _unsent(end, sent)) is not None:
                 yield rest
             yield end
         finally:

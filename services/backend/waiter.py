@@ -99,11 +99,12 @@ class ResultWaiter:
     async def _resolve_from_record(self, outcome: JobOutcome) -> None:
         """A large answer: its push said where it is; on failure the sweep reads it later."""
         try:
-            content = await self._store.content(outcome.job_id)
+            content, logprobs = await self._store.answer(outcome.job_id)
         except (RedisError, OSError) as e:
             log.warning("could not read job %s's answer: %s", outcome.job_id, describe(e))
             return
-        self._resolve(outcome.model_copy(update={"content": content, "in_record": False}))
+        update = {"content": content, "logprobs": logprobs, "in_record": False}
+        self._resolve(outcome.model_copy(update=update))
 
     async def _listen(self) -> None:
         """Keep the subscription up: on a bare connection (`redis_wire`), each message handled

@@ -72,6 +72,7 @@ OPTIONAL_PARAMS = (
     "min_p",
     "repetition_penalty",
     "response_format",
+    "logprobs",
 )
 # The value of each that means "off": every model does that.
 _OFF: dict[str, float | None] = {
@@ -82,8 +83,12 @@ _OFF: dict[str, float | None] = {
     "min_p": 0,
     "repetition_penalty": 1,
     "response_format": None,
+    "logprobs": None,
 }
 INT64 = 2**63
+# The most alternatives a job may ask for at each token (OpenAI's top_logprobs limit, and vLLM's
+# default max_logprobs).
+MAX_LOGPROBS = 20
 
 
 class SamplingParams(BaseModel):
@@ -108,6 +113,9 @@ class SamplingParams(BaseModel):
     # or {"type": "json_schema", "json_schema": {"name", "schema", "strict"}} (checked by the
     # backend). None: free text.
     response_format: dict[str, Any] | None = None
+    # Log-probabilities of the answer's tokens, with this many likeliest alternatives at each
+    # (0: the chosen token's only). None: not asked.
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
 
     @field_validator("top_k")
     @classmethod
@@ -123,12 +131,23 @@ class SamplingParams(BaseModel):
         ]
 
     def optional_set(self) -> dict[str, float]:
-        """top_p and the numeric OPTIONAL_PARAMS this request gives (off included), by name."""
+        """top_p and the OPTIONAL_PARAMS that shape sampling (not the output's form:
+        response_format, logprobs) this request gives, off included, by name."""
         return {
             name: value
             for name in ("top_p", *OPTIONAL_PARAMS)
-            if name != "response_format" and (value := getattr(self, name)) is not None
+            if name not in ("response_format", "logprobs")
+            and (value := getattr(self, name)) is not None
         }
+
+
+class TokenLogprob(BaseModel):
+    """One answer token: its text, its log-probability under the model, and (when asked) the
+    likeliest tokens at its place with theirs, likeliest first."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = Field(default_factory=list)
 
 
 class JobMessage(BaseModel):
@@ -167,6 +186,8 @@ class JobOutcome(BaseModel):
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The answer's tokens with their log-probabilities, when the job asked (params.logprobs).
+    logprobs: list[TokenLogprob] | None = None
     # When the worker started and finished it (epoch seconds on Redis' clock, see clock.py): the
     # backend's queue-wait and generation-time metrics.
     started_at: float | None = None

@@ -10,6 +10,7 @@ be looked at (see `MARK_AFTER_S`); the final write fills in whatever a fast job 
 and started times, tries), so every finished record is complete either way.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from redis.exceptions import NoScriptError
 from services.common import clock
 from services.common.keys import KeySpace
 from services.common.pipelining import AutoPipeline
-from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus
+from services.common.protocol import ErrorCode, JobMessage, JobOutcome, JobStatus, TokenLogprob
 
 # A job still running after this long gets its pending / in_progress mark written; a faster one
 # only gets its final record (one Redis write per job instead of three on the hot path).
@@ -70,11 +71,16 @@ if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return 1
 """
 
-# KEYS[1] the job's piece stream. ARGV: text, ttl, max entries, channel, job id. The waiting
-# backend is nudged with the bare job id and reads the new pieces itself (a reader that comes
-# late, or lost its subscription, reads the same stream from its start).
+# KEYS[1] the job's piece stream. ARGV: text, ttl, max entries, channel, job id, the text's token
+# logprobs as JSON ('' when the job did not ask). The waiting backend is nudged with the bare job
+# id and reads the new pieces itself (a reader that comes late, or lost its subscription, reads
+# the same stream from its start).
 _APPEND = """
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1])
+if ARGV[6] == '' then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1])
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1], 'l', ARGV[6])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
@@ -98,7 +104,24 @@ _OUTCOME_FIELDS = (
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
+    "logprobs",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One entry of a job's piece stream: new text, and its tokens' logprobs when asked."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+
+
+def _logprobs_json(logprobs: list[TokenLogprob] | None) -> bytes:
+    return orjson.dumps([lp.model_dump() for lp in logprobs]) if logprobs is not None else b""
+
+
+def _parse_logprobs(raw: bytes | str) -> list[TokenLogprob]:
+    return [TokenLogprob.model_validate(lp) for lp in orjson.loads(raw)]
 
 
 def _job_fields(job: JobMessage) -> list[str]:
@@ -168,10 +191,10 @@ class ResultStore:
             end_stream = job.stream
         payload = ""
         if notify or end_stream is not False:
-            pushed = outcome
-            if len(value) > PUSH_MAX_BYTES // 4 and len(value.encode()) > PUSH_MAX_BYTES:
-                pushed = outcome.model_copy(update={"content": None, "in_record": True})
-            payload = pushed.model_dump_json()
+            payload = outcome.model_dump_json()
+            if len(payload) > PUSH_MAX_BYTES:
+                update = {"content": None, "logprobs": None, "in_record": True}
+                payload = outcome.model_copy(update=update).model_dump_json()
         fill: list[str] = []
         if outcome.code is not None:
             fill += ["error_code", outcome.code.value]
@@ -181,6 +204,8 @@ class ResultStore:
             fill += ["prompt_tokens", str(outcome.prompt_tokens)]
         if outcome.completion_tokens is not None:
             fill += ["completion_tokens", str(outcome.completion_tokens)]
+        if outcome.logprobs is not None:
+            fill += ["logprobs", _logprobs_json(outcome.logprobs).decode()]
         if job is not None:
             fill += _job_fields(job)
         if started_at is not None:
@@ -202,26 +227,34 @@ class ResultStore:
         done = await self._eval(self._finish, keys, args)
         return bool(done)
 
-    async def append(self, job_id: str, text: str, notify: str = "") -> None:
+    async def append(
+        self,
+        job_id: str,
+        text: str,
+        notify: str = "",
+        logprobs: list[TokenLogprob] | None = None,
+    ) -> None:
         """Add a piece of a streamed job's answer, and nudge the backend waiting on `notify`."""
         key = self.keys.pieces(job_id)
-        await self._eval(self._append, [key], [text, self.ttl, PIECES_MAX, notify, job_id])
+        args = [text, self.ttl, PIECES_MAX, notify, job_id, _logprobs_json(logprobs)]
+        await self._eval(self._append, [key], args)
 
     async def read_pieces(
         self, job_id: str, after: str | None = None
-    ) -> tuple[str | None, list[str], JobOutcome | None]:
+    ) -> tuple[str | None, list[Delta], JobOutcome | None]:
         """The pieces written after entry `after` (None: from the start): the last entry read
-        (the next call's `after`), their texts, and the outcome if the stream has ended."""
+        (the next call's `after`), the pieces, and the outcome if the stream has ended."""
         start = "-" if after is None else f"({after}"
         rows = await self._pipe.submit("XRANGE", self.keys.pieces(job_id), start, "+")
-        texts: list[str] = []
+        pieces: list[Delta] = []
         for entry_id, fields in rows:
             after = entry_id.decode()
             name, value = fields[0], fields[1]
             if name == b"end":
-                return after, texts, parse_outcome(value)
-            texts.append(value.decode())
-        return after, texts, None
+                return after, pieces, parse_outcome(value)
+            logprobs = _parse_logprobs(fields[3]) if len(fields) > 3 else None
+            pieces.append(Delta(value.decode(), logprobs))
+        return after, pieces, None
 
     async def cancel(self, job_id: str, reason: str = "cancelled by the client") -> bool:
         """Fail a job as cancelled and tell every worker to stop it (or skip it when taken).
@@ -258,10 +291,16 @@ class ResultStore:
         """Free an idempotency key whose job was never accepted (a retry may then run it)."""
         await self.redis.delete(self.keys.idempotency(key_hash))
 
-    async def content(self, job_id: str) -> str | None:
-        """A finished job's answer, read from its record."""
-        raw: bytes | None = await self.redis.hget(self.keys.job(job_id), "content")  # type: ignore[assignment]
-        return raw.decode() if raw is not None else None
+    async def answer(self, job_id: str) -> tuple[str | None, list[TokenLogprob] | None]:
+        """A finished job's answer and its logprobs (None: not asked), read from its record."""
+        raw: list[bytes | None] = await self.redis.hmget(  # type: ignore[assignment]
+            self.keys.job(job_id), ["content", "logprobs"]
+        )
+        content, logprobs = raw
+        return (
+            content.decode() if content is not None else None,
+            _parse_logprobs(logprobs) if logprobs is not None else None,
+        )
 
     async def get(self, job_id: str) -> dict[str, str]:
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
@@ -284,7 +323,10 @@ class ResultStore:
                     if v is not None
                 }
                 fields["code"] = fields.pop("error_code", None)
-                found.append(JobOutcome.model_validate({"job_id": job_id, **fields}))
+                outcome: dict[str, Any] = {"job_id": job_id, **fields}
+                if "logprobs" in fields:
+                    outcome["logprobs"] = orjson.loads(fields["logprobs"])
+                found.append(JobOutcome.model_validate(outcome))
         return found
 
 

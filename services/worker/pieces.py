@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from services.common.logs import describe
+from services.common.protocol import TokenLogprob
 from services.common.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -20,22 +21,30 @@ class PieceWriter:
         self._job_id = job_id
         self._notify = notify
         self._buffer: list[str] = []
+        # The buffered pieces' token logprobs (only when the job asked for them).
+        self._logprobs: list[TokenLogprob] = []
         self._inflight: asyncio.Future[None] | None = None
         self.appends = 0  # writes made (tests, logs)
         self._lost = False
 
-    def add(self, text: str) -> None:
-        if not text:
+    def add(self, text: str, logprobs: list[TokenLogprob] | None = None) -> None:
+        if not text and not logprobs:
             return
         self._buffer.append(text)
+        if logprobs:
+            self._logprobs.extend(logprobs)
         if self._inflight is None or self._inflight.done():
             self._send()
 
     def _send(self) -> None:
         text = "".join(self._buffer)
+        logprobs = self._logprobs or None
         self._buffer.clear()
+        self._logprobs = []
         self.appends += 1
-        self._inflight = asyncio.ensure_future(self._store.append(self._job_id, text, self._notify))
+        self._inflight = asyncio.ensure_future(
+            self._store.append(self._job_id, text, self._notify, logprobs)
+        )
         self._inflight.add_done_callback(self._sent)
 
     def _sent(self, done: asyncio.Future[None]) -> None:
@@ -57,3 +66,4 @@ class PieceWriter:
     def abandon(self) -> None:
         """Drop what is not yet written (the job ended otherwise: error, cancel, shutdown)."""
         self._buffer.clear()
+        self._logprobs = []

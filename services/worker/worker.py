@@ -45,7 +45,6 @@ from services.common.logs import describe
 from services.common.protocol import (
     FINAL_STATUSES,
     ErrorCode,
-    FinishReason,
     JobMessage,
     JobOutcome,
     JobStatus,
@@ -63,7 +62,7 @@ from services.worker.models import (
     ModelDead,
     ModelError,
 )
-from services.worker.models.base import Generation, Piece
+from services.worker.models.base import Answer, Generation
 from services.worker.pieces import PieceWriter
 
 log = logging.getLogger(__name__)
@@ -305,6 +304,7 @@ class Worker:
             finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            logprobs=answer.logprobs,
             started_at=started_at,
             finished_at=clock.now(),
         )
@@ -312,24 +312,17 @@ class Worker:
     async def _stream(self, job: JobMessage, request: GenerationRequest) -> Generation:
         """Generate while writing the pieces to the job's stream as they come."""
         writer = PieceWriter(self.store, job.job_id, job.notify)
-        text: list[str] = []
-        last = Piece("")
+        answer = Answer(request)
         try:
             # aclosing: an interrupted stream is closed here, so the model stops generating.
             async with contextlib.aclosing(self.model.stream(request)) as pieces:
                 async for piece in pieces:
-                    writer.add(piece.text)
-                    text.append(piece.text)
-                    last = piece
+                    writer.add(piece.text, piece.logprobs)
+                    answer.add(piece)
             await writer.flush()
         finally:
             writer.abandon()
-        return Generation(
-            "".join(text),
-            last.finish_reason or FinishReason.STOP,
-            last.prompt_tokens,
-            last.completion_tokens,
-        )
+        return answer.whole()
 
     @staticmethod
     def _error(job: JobMessage, reason: str, code: ErrorCode) -> JobOutcome:

@@ -1,10 +1,10 @@
 """OpenAI's request bodies (chat and text completions) and the answers built from a job.
 
 Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
-A parameter no worker honours (n > 1, logprobs, tools...) is refused with a 400 naming it, never
+A parameter no worker honours (n > 1, tools, logit_bias...) is refused with a 400 naming it, never
 silently dropped; `seed`, the penalties, vLLM's extras (`top_k`, `min_p`,
-`repetition_penalty`) and a chat's JSON `response_format` go to the models whose workers announce
-them (protocol.OPTIONAL_PARAMS), and get that 400 elsewhere.
+`repetition_penalty`), `logprobs` and a chat's JSON `response_format` go to the models whose
+workers announce them (protocol.OPTIONAL_PARAMS), and get that 400 elsewhere.
 `priority` is this server's extra field (the queue's AMQP priority, 0..10, higher first), passed
 with the SDK's `extra_body`.
 
@@ -26,6 +26,7 @@ from services.backend.schemas.original import (
 )
 from services.common.protocol import (
     INT64,
+    MAX_LOGPROBS,
     MAX_PRIORITY,
     OPTIONAL_PARAMS,
     ChatMessage,
@@ -34,6 +35,7 @@ from services.common.protocol import (
     JobMessage,
     JobOutcome,
     SamplingParams,
+    TokenLogprob,
 )
 
 # A chat without max_tokens runs to the model's context (the worker clamps it); OpenAI's
@@ -86,7 +88,6 @@ class _Request(BaseModel):
     user: str | None = None
     # Accepted only with the values that mean "off" (see `refuse_unsupported`).
     n: int | None = None
-    logprobs: bool | int | None = None
     logit_bias: dict[str, float] | None = None
     # Honoured where the model's workers announce them (JobService.accept checks).
     presence_penalty: float | None = Field(None, ge=-2, le=2)
@@ -107,8 +108,6 @@ class _Request(BaseModel):
         """400 for what no worker does (rather than an answer that silently ignores it)."""
         if self.n not in (None, 1):
             raise BadRequest("n > 1 is not supported: send one request per choice", "n")
-        if self.logprobs:
-            raise BadRequest("logprobs are not supported", "logprobs")
         if self.logit_bias:
             raise BadRequest("logit_bias is not supported", "logit_bias")
         if self.stream_options is not None and not self.stream:
@@ -120,12 +119,21 @@ class _Request(BaseModel):
             top_p=self.top_p,
             max_tokens=max_tokens,
             stop=self.stop_words(),
-            **{name: getattr(self, name) for name in OPTIONAL_PARAMS if name != "response_format"},
+            **{
+                name: getattr(self, name)
+                for name in OPTIONAL_PARAMS
+                if name not in ("response_format", "logprobs")
+            },
             response_format=self.output_format(),
+            logprobs=self.token_logprobs(),
         )
 
     def output_format(self) -> dict[str, Any] | None:
         """`response_format` as the job carries it; None for free text."""
+        return None
+
+    def token_logprobs(self) -> int | None:
+        """How many alternatives per token the answer's logprobs list; None: no logprobs."""
         return None
 
     @property
@@ -137,7 +145,8 @@ class ChatCompletionRequest(_Request):
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     max_completion_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
-    top_logprobs: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None
@@ -145,13 +154,16 @@ class ChatCompletionRequest(_Request):
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.top_logprobs:
-            raise BadRequest("top_logprobs is not supported", "top_logprobs")
+        if self.top_logprobs and not self.logprobs:
+            raise BadRequest("top_logprobs needs logprobs: true", "top_logprobs")
         for name in ("tools", "functions"):
             if getattr(self, name):
                 raise BadRequest(f"{name} (function calling) is not supported", name)
         if self.tool_choice not in (None, "none"):
             raise BadRequest("tool_choice is not supported", "tool_choice")
+
+    def token_logprobs(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def output_format(self) -> dict[str, Any] | None:
         """OpenAI's `response_format`, checked: None (text), a JSON object, or JSON following a
@@ -193,9 +205,14 @@ class CompletionRequest(_Request):
     max_tokens: Annotated[
         int, Field(gt=0, le=MAX_TOKENS), none_to_default(COMPLETION_MAX_TOKENS)
     ] = COMPLETION_MAX_TOKENS
+    # The chosen token's logprob and this many alternatives at each (0: the chosen one only).
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = None
+
+    def token_logprobs(self) -> int | None:
+        return self.logprobs
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
@@ -251,6 +268,41 @@ def usage(outcome: JobOutcome) -> dict[str, int] | None:
     }
 
 
+def _token(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8", "replace"))}
+
+
+def chat_logprobs(logprobs: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """A chat choice's `logprobs`: one entry per token, its alternatives in `top_logprobs`."""
+    if logprobs is None:
+        return None
+    content = [
+        {**_token(lp.token, lp.logprob), "top_logprobs": [_token(*alt) for alt in lp.top]}
+        for lp in logprobs
+    ]
+    return {"content": content, "refusal": None}
+
+
+def completion_logprobs(
+    logprobs: list[TokenLogprob] | None, offset: int = 0
+) -> dict[str, Any] | None:
+    """A text completion's `logprobs` (the legacy shape: parallel lists). `offset`: where the
+    first token starts in the answer's text (a stream's later chunks)."""
+    if logprobs is None:
+        return None
+    offsets = []
+    for lp in logprobs:
+        offsets.append(offset)
+        offset += len(lp.token)
+    return {
+        "tokens": [lp.token for lp in logprobs],
+        "token_logprobs": [lp.logprob for lp in logprobs],
+        # The chosen token with the alternatives, as OpenAI's legacy API lists them.
+        "top_logprobs": [{lp.token: lp.logprob, **dict(lp.top)} for lp in logprobs],
+        "text_offset": offsets,
+    }
+
+
 def answer(
     kind: JobKind, job_id: str, model: str, created: int, outcome: JobOutcome
 ) -> dict[str, Any]:
@@ -261,12 +313,13 @@ def answer(
         choice: dict[str, Any] = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
-            "logprobs": None,
+            "logprobs": chat_logprobs(outcome.logprobs),
             "finish_reason": finish,
         }
         obj = "chat.completion"
     else:
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        logprobs = completion_logprobs(outcome.logprobs)
+        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
         obj = "text_completion"
     body: dict[str, Any] = {
         "id": response_id(kind, job_id),
@@ -293,6 +346,8 @@ class ChunkMaker:
             "model": model,
         }
         self.include_usage = include_usage
+        # Where the next token starts in the answer (a streamed completion's text_offset).
+        self.offset = 0
 
     def _chunk(self, choice: dict[str, Any] | None) -> dict[str, Any]:
         chunk: dict[str, Any] = {**self.base, "choices": [choice] if choice is not None else []}
@@ -307,12 +362,17 @@ class ChunkMaker:
         delta = {"role": "assistant", "content": ""}
         return self._chunk({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
 
-    def text(self, text: str, finish: str | None = None) -> dict[str, Any]:
+    def text(
+        self, text: str, finish: str | None = None, logprobs: list[TokenLogprob] | None = None
+    ) -> dict[str, Any]:
         if self.kind is JobKind.CHAT:
             delta = {"content": text} if text else {}
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            chat = chat_logprobs(logprobs)
+            choice = {"index": 0, "delta": delta, "logprobs": chat, "finish_reason": finish}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            legacy = completion_logprobs(logprobs, self.offset)
+            choice = {"index": 0, "text": text, "logprobs": legacy, "finish_reason": finish}
+            self.offset += sum(len(lp.token) for lp in logprobs or ())
         return self._chunk(choice)
 
     def last(self, outcome: JobOutcome) -> list[dict[str, Any]]:

@@ -83,10 +83,25 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
+    refusal: None
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: None
+    logprobs: ChatLogprobs | None = Field(description="set when the request asked (logprobs)")
     finish_reason: FinishReason
 
 
@@ -99,10 +114,17 @@ class ChatCompletion(BaseModel):
     usage: Usage | None = Field(None, description="absent where the model cannot count tokens")
 
 
+class TextLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
-    logprobs: None
+    logprobs: TextLogprobs | None = Field(description="set when the request asked (logprobs)")
     finish_reason: FinishReason
 
 

@@ -11,7 +11,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
+from services.common.protocol import (
+    ChatMessage,
+    FinishReason,
+    JobKind,
+    SamplingParams,
+    TokenLogprob,
+)
 
 
 class ModelError(Exception):
@@ -56,22 +62,54 @@ class Piece:
     """One step of an answer. Only the last piece has `finish_reason` (its text may be empty).
 
     Token counts are set on the last piece, or None where the backend cannot count tokens.
+    `logprobs`: the piece's tokens with their log-probabilities, when the request asked.
     """
 
     text: str
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """A whole answer: the text, why it ended and its token counts."""
+    """A whole answer: the text, why it ended, its token counts (and logprobs when asked)."""
 
     text: str
     finish_reason: FinishReason = FinishReason.STOP
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+
+class Answer:
+    """Pieces put together into the whole answer (the default `generate`; a streamed job's
+    stored answer)."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self._text: list[str] = []
+        # Asked: the tokens' logprobs (empty if none came); not asked: None.
+        self._logprobs: list[TokenLogprob] | None = (
+            [] if request.params.logprobs is not None else None
+        )
+        self._last = Piece("")
+
+    def add(self, piece: Piece) -> None:
+        self._text.append(piece.text)
+        if piece.logprobs and self._logprobs is not None:
+            self._logprobs.extend(piece.logprobs)
+        self._last = piece
+
+    def whole(self) -> Generation:
+        last = self._last
+        return Generation(
+            "".join(self._text),
+            last.finish_reason or FinishReason.STOP,
+            last.prompt_tokens,
+            last.completion_tokens,
+            self._logprobs,
+        )
 
 
 # Up to this many stop words (the backend's limit) are searched one by one with `str.find`, in C
@@ -178,17 +216,10 @@ class ModelBackend(ABC):
         """Yield the answer in pieces, already cut at stop words and limited to max_tokens."""
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        text: list[str] = []
-        last = Piece("")
+        answer = Answer(request)
         async for piece in self.stream(request):
-            text.append(piece.text)
-            last = piece
-        return Generation(
-            "".join(text),
-            last.finish_reason or FinishReason.STOP,
-            last.prompt_tokens,
-            last.completion_tokens,
-        )
+            answer.add(piece)
+        return answer.whole()
 
     def failure(self) -> str | None:
         """Why the model can no longer serve at all (e.g. its engine process died), else None.

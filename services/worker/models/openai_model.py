@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 
-from services.common.protocol import OPTIONAL_PARAMS, FinishReason
+from services.common.protocol import OPTIONAL_PARAMS, FinishReason, TokenLogprob
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
@@ -51,8 +51,12 @@ class OpenAIModel(ModelBackend):
             body["stop"] = p.stop
         if request.messages is not None:
             body["messages"] = [m.model_dump() for m in request.messages]
+            if p.logprobs is not None:
+                body.update(logprobs=True, top_logprobs=p.logprobs)
             return "/chat/completions", body
         body["prompt"] = request.prompt or ""
+        if p.logprobs is not None:
+            body["logprobs"] = p.logprobs
         return "/completions", body
 
     async def generate(self, request: GenerationRequest) -> Generation:
@@ -81,6 +85,9 @@ class OpenAIModel(ModelBackend):
             choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
             usage = answer.get("usage") or {}
+            logprobs = None
+            if request.params.logprobs is not None:
+                logprobs = _logprobs(choice.get("logprobs"), request.params.logprobs)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise ModelError(
                 "the upstream model server's answer is not in OpenAI's format",
@@ -94,12 +101,13 @@ class OpenAIModel(ModelBackend):
             FinishReason.STOP if cut_short else FinishReason.LENGTH,
             _count(usage.get("prompt_tokens")),
             _count(usage.get("completion_tokens")),
+            logprobs,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         # Whole answer as one piece until token streaming is wired through the queue.
         g = await self.generate(request)
-        yield Piece(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens)
+        yield Piece(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, g.logprobs)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -113,6 +121,26 @@ def _message(response: httpx.Response) -> str:
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}"
     return str(message)[:500]
+
+
+def _logprobs(given: Any, alternatives: int) -> list[TokenLogprob]:
+    """The upstream's logprobs in either of OpenAI's shapes (chat's entries, or a completion's
+    parallel lists); a KeyError / TypeError when it sent none or something else."""
+    if "content" in given:  # chat
+        return [
+            TokenLogprob(
+                token=entry["token"],
+                logprob=entry["logprob"],
+                top=[(alt["token"], alt["logprob"]) for alt in entry.get("top_logprobs") or []],
+            )
+            for entry in given["content"] or []
+        ]
+    tops = given.get("top_logprobs") or [None] * len(given["tokens"])
+    found = []
+    for token, logprob, top in zip(given["tokens"], given["token_logprobs"], tops, strict=True):
+        likeliest = sorted((top or {}).items(), key=lambda alt: -alt[1])[:alternatives]
+        found.append(TokenLogprob(token=token, logprob=logprob, top=likeliest))
+    return found
 
 
 def _count(value: Any) -> int | None:

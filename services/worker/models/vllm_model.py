@@ -14,7 +14,8 @@ original ran vLLM's offline `LLM` one job at a time.
   `tokens_limit` is clamped to the context left; the model's generation_config sampling defaults
   apply as in vLLM's server, and so do a job's seed, penalties, top_k, min_p and
   repetition_penalty, and its `response_format` (JSON, or JSON following a schema: vLLM's
-  structured outputs).
+  structured outputs). Asked for logprobs, each token carries the engine's (the model's raw
+  distribution, as vLLM's server reports them) and its likeliest alternatives.
 - A job cancelled (deadline, shutdown) is aborted in the engine: its sequence is freed at once.
 - `generate` (the worker's stored answers) asks the engine for the final output only; `stream`
   gets a delta per step.
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from services.common.protocol import OPTIONAL_PARAMS, FinishReason
+from services.common.protocol import OPTIONAL_PARAMS, FinishReason, TokenLogprob
 from services.worker.config import WorkerSettings
 from services.worker.models.base import (
     Generation,
@@ -49,7 +50,10 @@ from services.worker.models.base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from vllm.config import VllmConfig
+    from vllm.logprobs import Logprob
     from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
     from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -66,6 +70,8 @@ OWN_VARIABLES = {
 }
 # Sampling parameters each job sets itself, never taken from the model's generation_config.
 _PER_JOB = {"temperature", "max_tokens", "stop", "seed"}
+# The lowest logprob reported: JSON has no -inf (vLLM's server clamps the same way).
+_LOGPROB_FLOOR = -9999.0
 
 
 def engine_config(settings: WorkerSettings) -> VllmConfig:
@@ -189,7 +195,11 @@ class VLLMModel(ModelBackend):
         async for last in self._pieces(request, RequestOutputKind.FINAL_ONLY):
             assert last.finish_reason is not None
             return Generation(
-                last.text, last.finish_reason, last.prompt_tokens, last.completion_tokens
+                last.text,
+                last.finish_reason,
+                last.prompt_tokens,
+                last.completion_tokens,
+                last.logprobs,
             )
         raise ModelError("vLLM gave no output")
 
@@ -220,6 +230,7 @@ class VLLMModel(ModelBackend):
                 temperature=p.temperature,
                 max_tokens=min(p.max_tokens, room),
                 stop=p.stop or None,
+                logprobs=p.logprobs,
                 structured_outputs=_structured(p.response_format),
                 output_kind=kind,
             )
@@ -236,16 +247,19 @@ class VLLMModel(ModelBackend):
                 async for out in outputs:
                     step = out.outputs[0]
                     generated += len(step.token_ids)
+                    logprobs = None
+                    if p.logprobs is not None:
+                        logprobs = self._logprobs(step.token_ids, step.logprobs, p.logprobs)
                     if out.finished:
                         reason = (
                             FinishReason.LENGTH
                             if step.finish_reason == "length"
                             else FinishReason.STOP
                         )
-                        yield Piece(step.text, reason, len(ids), generated)
+                        yield Piece(step.text, reason, len(ids), generated, logprobs)
                         return
-                    if step.text:
-                        yield Piece(step.text)
+                    if step.text or logprobs:
+                        yield Piece(step.text, logprobs=logprobs)
         except (asyncio.CancelledError, GeneratorExit):
             # aclosing has closed vLLM's generator, which aborted the request: say what's left.
             log.info(
@@ -260,6 +274,35 @@ class VLLMModel(ModelBackend):
             raise InvalidRequest(f"vLLM refused the request: {e}") from e
         except VLLMError as e:  # the request failed, the engine alive
             raise ModelError(f"vLLM: {type(e).__name__}: {e}") from e
+
+    def _logprobs(
+        self,
+        token_ids: Sequence[int],
+        steps: Sequence[dict[int, Logprob]] | None,
+        alternatives: int,
+    ) -> list[TokenLogprob]:
+        """The engine's logprobs of these tokens, each with its `alternatives` likeliest."""
+
+        def text(token_id: int, lp: Logprob) -> str:
+            token = lp.decoded_token
+            return str(token if token is not None else self._tokenizer.decode(token_id))
+
+        found = []
+        for token_id, at in zip(token_ids, steps or [], strict=True):
+            chosen = at[token_id]
+            likeliest = sorted(
+                (lp.rank, tid, lp)
+                for tid, lp in at.items()
+                if lp.rank is not None and lp.rank <= alternatives
+            )
+            found.append(
+                TokenLogprob(
+                    token=text(token_id, chosen),
+                    logprob=max(chosen.logprob, _LOGPROB_FLOOR),
+                    top=[(text(t, lp), max(lp.logprob, _LOGPROB_FLOOR)) for _, t, lp in likeliest],
+                )
+            )
+        return found
 
     def failure(self) -> str | None:
         if self._engine is not None and self._engine.errored:

@@ -26,7 +26,7 @@ from services.common.protocol import (
 )
 from services.common.registry import announce
 from services.common.settings import CommonSettings
-from services.common.store import ResultStore
+from services.common.store import Delta, ResultStore
 from tools.local.servers import RabbitServer, RedisServer
 
 ANSWER = "answered before the confirm failed"
@@ -99,7 +99,7 @@ async def test_an_answer_that_beat_the_failed_confirm_stands(
     )
     if streamed:
         got = [item async for item in service.stream(accepted, None)]
-        assert got[:-1] == [ANSWER]
+        assert got[:-1] == [Delta(ANSWER)]
         end = got[-1]
     else:
         end = await service.complete(accepted, None)

@@ -135,7 +135,10 @@ def test_errors_are_the_sdks_typed_exceptions(stack: Stack, queue: str) -> None:
     with pytest.raises(openai.BadRequestError) as e400:
         sdk.chat.completions.create(model=queue, messages=messages, n=2)
     assert e400.value.param == "n"
-    for unsupported in ({"logprobs": True}, {"tools": [{"type": "function", "function": {}}]}):
+    for unsupported in (
+        {"logit_bias": {"1": 1.0}},
+        {"tools": [{"type": "function", "function": {}}]},
+    ):
         with pytest.raises(openai.BadRequestError):
             sdk.chat.completions.create(model=queue, messages=messages, **unsupported)
     with pytest.raises(openai.BadRequestError) as bad_value:
@@ -264,6 +267,72 @@ def test_api_keys_guard_every_v1_route_and_reload_from_their_file(
 def client_ok(url: str, key: str) -> bool:
     r = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"})
     return r.status_code == 200
+
+
+def test_logprobs_in_openais_shapes_streamed_or_not(stack: Stack, queue: str) -> None:
+    """The echo worker announces logprobs (each word certain: 0, its own only alternative); the
+    SDK reads them in both endpoints' shapes, whole or chunk by chunk as the tokens come."""
+    stack.worker(queue, ECHO_TOKEN_DELAY_MS=20)
+    url = stack.backend(QUEUE_NAME=queue).url
+    sdk = client(url)
+    words = ["alpha", " beta", " gamma"]
+    messages = [{"role": "user", "content": "alpha beta gamma"}]
+    chat = sdk.chat.completions.create(
+        model=queue, messages=messages, logprobs=True, top_logprobs=2
+    )
+    assert chat.choices[0].logprobs is not None and chat.choices[0].logprobs.content is not None
+    content = chat.choices[0].logprobs.content
+    assert [(t.token, t.logprob, t.bytes) for t in content] == [
+        (w, 0.0, list(w.encode())) for w in words
+    ]
+    assert [[(a.token, a.logprob) for a in t.top_logprobs] for t in content] == [
+        [(w, 0.0)] for w in words
+    ]
+    # logprobs without top_logprobs: the chosen tokens only; not asked: none.
+    bare = sdk.chat.completions.create(model=queue, messages=messages, logprobs=True)
+    assert bare.choices[0].logprobs is not None and bare.choices[0].logprobs.content is not None
+    assert [t.top_logprobs for t in bare.choices[0].logprobs.content] == [[], [], []]
+    plain = sdk.chat.completions.create(model=queue, messages=messages)
+    assert plain.choices[0].logprobs is None
+
+    # Streamed: each chunk carries the logprobs of its own text, all of them in order.
+    streamed = []
+    for chunk in sdk.chat.completions.create(
+        model=queue, messages=messages, logprobs=True, stream=True
+    ):
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+            tokens = [t.token for t in chunk.choices[0].logprobs.content]
+            assert "".join(tokens) == chunk.choices[0].delta.content
+            streamed += tokens
+    assert streamed == words
+
+    # Completions: the legacy parallel lists, offsets into the answer's text.
+    done = sdk.completions.create(model=queue, prompt="alpha beta gamma", logprobs=1, max_tokens=2)
+    legacy = done.choices[0].logprobs
+    assert legacy is not None and done.choices[0].text == "alpha beta"
+    assert legacy.tokens == words[:2] and legacy.token_logprobs == [0.0, 0.0]
+    assert legacy.top_logprobs == [{"alpha": 0.0}, {" beta": 0.0}]
+    assert legacy.text_offset == [0, 5]
+    offsets: list[int] = []
+    for chunk in sdk.completions.create(
+        model=queue, prompt="alpha beta gamma", logprobs=0, stream=True
+    ):
+        if chunk.choices and chunk.choices[0].logprobs:
+            offsets += chunk.choices[0].logprobs.text_offset or []
+    assert offsets == [0, 5, 10]
+
+    # An async job keeps them in its record.
+    job = httpx.post(
+        url + "/v1/jobs", json={"model": queue, "messages": messages, "logprobs": True}
+    ).json()
+    result = wait_for_status(url, job["id"], {"completed"})["result"]
+    assert [t["token"] for t in result["choices"][0]["logprobs"]["content"]] == words
+
+    # top_logprobs needs logprobs, as OpenAI's API says; at most 20.
+    for bad in ({"top_logprobs": 2}, {"logprobs": True, "top_logprobs": 21}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.chat.completions.create(model=queue, messages=messages, **bad)  # type: ignore[call-overload]
+        assert refused.value.param == "top_logprobs"
 
 
 def test_async_job_from_submit_to_result(echo: str) -> None:

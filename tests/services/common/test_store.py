@@ -11,8 +11,15 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from services.common.keys import KeySpace
-from services.common.protocol import ErrorCode, JobKind, JobMessage, JobOutcome, JobStatus
-from services.common.store import ResultStore, parse_outcome
+from services.common.protocol import (
+    ErrorCode,
+    JobKind,
+    JobMessage,
+    JobOutcome,
+    JobStatus,
+    TokenLogprob,
+)
+from services.common.store import PUSH_MAX_BYTES, Delta, ResultStore, parse_outcome
 from tools.local.servers import RedisServer
 
 
@@ -102,7 +109,7 @@ async def test_pieces_stream_ends_with_the_outcome_written_with_the_record(
     await store.append("s1", "Hello", job.notify)
     await store.append("s1", " world", job.notify)
     cursor, texts, end = await store.read_pieces("s1")
-    assert texts == ["Hello", " world"] and end is None
+    assert texts == [Delta("Hello"), Delta(" world")] and end is None
     # Reading on from the cursor gives nothing new until more is written.
     assert (await store.read_pieces("s1", cursor))[1:] == ([], None)
     done = JobOutcome(job_id="s1", status=JobStatus.COMPLETED, content="Hello world")
@@ -111,7 +118,7 @@ async def test_pieces_stream_ends_with_the_outcome_written_with_the_record(
     assert texts == [] and end is not None and end.content == "Hello world"
     # A late reader reads the whole answer from the start.
     _, texts, end = await store.read_pieces("s1")
-    assert texts == ["Hello", " world"] and end is not None
+    assert texts == [Delta("Hello"), Delta(" world")] and end is not None
     # Each piece nudged the waiting backend with the job id; the outcome was pushed as JSON.
     pushed = await _messages(sub, 3)
     assert pushed[:2] == [b"s1", b"s1"] and parse_outcome(pushed[2]).content == "Hello world"
@@ -141,12 +148,49 @@ async def test_cancel_fails_the_job_tells_workers_and_ends_a_started_stream(
     record = await store.get("c1")
     assert record["status"] == "error" and record["error_code"] == "cancelled"
     _, texts, end = await store.read_pieces("c1")
-    assert texts == ["partial"] and end is not None and end.code is ErrorCode.CANCELLED
+    assert texts == [Delta("partial")] and end is not None and end.code is ErrorCode.CANCELLED
     assert await _messages(sub, 1) == [b"c1"]
     # A finished job cannot be cancelled (and its answer stays).
     await store.finish(JobOutcome(job_id="c2", status=JobStatus.COMPLETED, content="done"))
     assert await store.cancel("c2") is False
     assert (await store.get("c2"))["status"] == "completed"
+    await sub.aclose()
+
+
+async def test_logprobs_travel_with_their_pieces_and_stay_with_the_answer(
+    store: ResultStore, redis_server: RedisServer, prefix: str
+) -> None:
+    """Each piece's token logprobs ride in its stream entry; the whole list is in the record, the
+    push, the sweep's read, and the record read of an answer too large to push."""
+    hello = TokenLogprob(token="Hello", logprob=-0.25, top=[("Hello", -0.25), ("Hi", -1.5)])
+    world = TokenLogprob(token=" world", logprob=-9999.0, top=[(" there", -0.5)])
+    await store.append("l1", "Hello", "", [hello])
+    await store.append("l1", " world", "", [world])
+    await store.append("l1", "", "", [world])  # a token that made no text yet
+    _, pieces, _ = await store.read_pieces("l1")
+    assert pieces == [Delta("Hello", [hello]), Delta(" world", [world]), Delta("", [world])]
+
+    done = JobOutcome(
+        job_id="l1", status=JobStatus.COMPLETED, content="Hello world", logprobs=[hello, world]
+    )
+    sub = Redis(port=redis_server.port).pubsub()
+    await sub.subscribe(f"{prefix}:l")
+    assert await store.finish(done, f"{prefix}:l")
+    assert parse_outcome((await _messages(sub, 1))[0]) == done
+    assert await store.outcomes(["l1"]) == [done]
+    assert await store.answer("l1") == ("Hello world", [hello, world])
+
+    # Too large to push: the push says so and carries neither; the record has both.
+    many = [hello] * (PUSH_MAX_BYTES // 40)
+    big = JobOutcome(job_id="l2", status=JobStatus.COMPLETED, content="Hello", logprobs=many)
+    assert await store.finish(big, f"{prefix}:l")
+    pushed = parse_outcome((await _messages(sub, 1))[0])
+    assert pushed.in_record and pushed.content is None and pushed.logprobs is None
+    assert await store.answer("l2") == ("Hello", many)
+    # A job that did not ask has none anywhere.
+    await store.finish(JobOutcome(job_id="l3", status=JobStatus.COMPLETED, content="x"))
+    assert await store.answer("l3") == ("x", None)
+    assert (await store.outcomes(["l3"]))[0].logprobs is None
     await sub.aclose()
 
 

@@ -144,6 +144,7 @@ def _view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
             finish_reason=FinishReason(record.get("finish_reason", "stop")),
             prompt_tokens=_int(record.get("prompt_tokens")),
             completion_tokens=_int(record.get("completion_tokens")),
+            logprobs=orjson.loads(record["logprobs"]) if "logprobs" in record else None,
         )
         kind = JobKind(record.get("kind", JobKind.CHAT.value))
         view["result"] = answer(kind, job_id, view["model"] or "", int(created or 0), outcome)

@@ -29,6 +29,7 @@ from services.backend.schemas.responses import (
     completion_responses,
 )
 from services.common.protocol import JobOutcome, JobStatus
+from services.common.store import Delta
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
 
@@ -116,8 +117,8 @@ def _event(data: dict[str, object]) -> bytes:
 
 async def _sse(
     maker: ChunkMaker,
-    item: str | JobOutcome,
-    events: AsyncGenerator[str | JobOutcome, None],
+    item: Delta | JobOutcome,
+    events: AsyncGenerator[Delta | JobOutcome, None],
     gone: asyncio.Task[None],
 ) -> AsyncIterator[bytes]:
     """OpenAI's chunk stream, ending with `data: [DONE]`; an error after the first text is sent
@@ -126,8 +127,8 @@ async def _sse(
         if (opening := maker.first()) is not None:
             yield _event(opening)
         while True:
-            if isinstance(item, str):
-                yield _event(maker.text(item))
+            if isinstance(item, Delta):
+                yield _event(maker.text(item.text, logprobs=item.logprobs))
             elif item.status is JobStatus.ERROR:
                 yield _event(openai_error(item.error or "the model failed", 502, item.code))
                 return

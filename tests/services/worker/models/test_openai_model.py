@@ -13,7 +13,13 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.common.protocol import ChatMessage, FinishReason, JobKind, SamplingParams
+from services.common.protocol import (
+    ChatMessage,
+    FinishReason,
+    JobKind,
+    SamplingParams,
+    TokenLogprob,
+)
 from services.worker.models.base import Generation, GenerationRequest, ModelError
 from services.worker.models.openai_model import OpenAIModel
 from tools.local.servers import free_port
@@ -35,11 +41,17 @@ def _upstream() -> FastAPI:
         if request.headers.get("authorization") != "Bearer sk-test":
             return {"choices": []}
         text = " | ".join(f"{m['role']}:{m['content']}" for m in body["messages"])
+        logprobs = None
+        if body.get("logprobs"):  # OpenAI's chat shape: an entry per token
+            top = [{"token": "b", "logprob": -0.5, "bytes": [98]}][: body.get("top_logprobs", 0)]
+            entry = {"token": text, "logprob": -0.25, "bytes": [], "top_logprobs": top}
+            logprobs = {"content": [entry], "refusal": None}
         return {
             "choices": [
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
+                    "logprobs": logprobs,
                     "finish_reason": "length",
                 }
             ],
@@ -50,7 +62,15 @@ def _upstream() -> FastAPI:
     async def completions(request: Request) -> dict:
         body = await request.json()
         SEEN.append(body)
-        return {"choices": [{"index": 0, "text": f"completion of {body['prompt']} STOP tail"}]}
+        choice: dict[str, Any] = {"index": 0, "text": f"completion of {body['prompt']} STOP tail"}
+        if body.get("logprobs") is not None:  # the legacy shape: parallel lists
+            choice["logprobs"] = {
+                "tokens": ["completion", " of"],
+                "token_logprobs": [-1.0, -2.0],
+                "top_logprobs": [{"x": -3.0, "completion": -1.0, "y": -0.5}, {" of": -2.0}],
+                "text_offset": [0, 10],
+            }
+        return {"choices": [choice]}
 
     return app
 
@@ -86,6 +106,36 @@ async def test_chat_and_completion_are_forwarded_in_openai_format(upstream: str)
     # The upstream ignored `stop`; the answer is still cut at it.
     # Cut there, the answer ended at a stop word; no usage sent, no counts.
     assert await model.generate(completion) == Generation("completion of p ", FinishReason.STOP)
+    await model.close()
+
+
+async def test_logprobs_are_asked_of_the_upstream_and_kept(upstream: str) -> None:
+    """Chat asks with `logprobs` + `top_logprobs`, a completion with the legacy `logprobs` count;
+    both answer shapes become the job's token logprobs (the legacy dict's likeliest first)."""
+    model = OpenAIModel(upstream, "m", api_key="sk-test")
+    await model.load()
+    chat = GenerationRequest(
+        kind=JobKind.CHAT,
+        params=SamplingParams(logprobs=1),
+        messages=[ChatMessage(role="user", content="hi")],
+    )
+    answer = await model.generate(chat)
+    assert SEEN[-1]["logprobs"] is True and SEEN[-1]["top_logprobs"] == 1
+    assert answer.logprobs == [TokenLogprob(token="user:hi", logprob=-0.25, top=[("b", -0.5)])]
+    completion = GenerationRequest(
+        kind=JobKind.GENERATE, params=SamplingParams(logprobs=2), prompt="p"
+    )
+    answer = await model.generate(completion)
+    assert SEEN[-1]["logprobs"] == 2
+    assert answer.logprobs == [
+        TokenLogprob(token="completion", logprob=-1.0, top=[("y", -0.5), ("completion", -1.0)]),
+        TokenLogprob(token=" of", logprob=-2.0, top=[(" of", -2.0)]),
+    ]
+    # Not asked: none asked of the upstream, none kept.
+    plain = await model.generate(
+        GenerationRequest(kind=JobKind.GENERATE, params=SamplingParams(), prompt="p")
+    )
+    assert "logprobs" not in SEEN[-1] and plain.logprobs is None
     await model.close()
 
 

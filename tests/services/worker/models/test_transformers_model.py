@@ -174,6 +174,11 @@ def test_worker_serves_the_tiny_model_end_to_end(
     too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
     r = httpx.post(url + "/generate", json=too_long, timeout=60)
     assert r.status_code == 422 and "TOKENS_LEN" in r.json()["detail"]
+    # Logprobs are not this backend's (vLLM's and an upstream's are): a 400 naming it.
+    asked = {"model": "tiny", "messages": chat["messages"], "logprobs": True}
+    r = httpx.post(url + "/v1/chat/completions", json=asked, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs", r.text
+    assert "MODEL_BACKEND=transformers" in r.json()["error"]["message"]
 
 
 class _Watch:

@@ -363,6 +363,11 @@ def test_greedy_output_equals_vllm_called_directly(
             {"messages": [{"role": "user", "content": "is it durable?"}], "json": YES_NO},
             {"messages": [{"role": "user", "content": "describe it"}], "json_object": True},
         ],
+        # Token logprobs with their likeliest alternatives (greedy): a chat, a completion.
+        "logprobs": [
+            {"messages": [{"role": "user", "content": "how sure are you"}], "logprobs": 3},
+            {"prompt": "the queue worker", "logprobs": 2},
+        ],
     }
 
     def completion(case: dict[str, Any]) -> str:
@@ -384,6 +389,34 @@ def test_greedy_output_equals_vllm_called_directly(
         text: str = r.json()["choices"][0]["message"]["content"]
         return text
 
+    def logprobs(case: dict[str, Any]) -> list[Any]:
+        """The answer's logprobs as [token, logprob, [[token, logprob], ...]] per token."""
+        body = {"model": MODEL, "max_tokens": 24, "temperature": 0}
+        if "messages" in case:
+            body.update(messages=case["messages"], logprobs=True, top_logprobs=case["logprobs"])
+            r = served.http.post(served.url + "/v1/chat/completions", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            choice = r.json()["choices"][0]
+            content = choice["logprobs"]["content"]
+            # One entry per token (their texts need not add up to the answer's: a random model
+            # makes byte tokens, partial characters, whose text vLLM gives as "").
+            assert len(content) == r.json()["usage"]["completion_tokens"]
+            return [
+                [t["token"], t["logprob"], [[a["token"], a["logprob"]] for a in t["top_logprobs"]]]
+                for t in content
+            ]
+        body.update(prompt=case["prompt"], logprobs=case["logprobs"])
+        r = served.http.post(served.url + "/v1/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        legacy = r.json()["choices"][0]["logprobs"]
+        # Greedy: the chosen token is the likeliest, so the legacy dict lists them in rank order.
+        return [
+            [token, logprob, [list(alt) for alt in top.items()]]
+            for token, logprob, top in zip(
+                legacy["tokens"], legacy["token_logprobs"], legacy["top_logprobs"], strict=True
+            )
+        ]
+
     ours = {
         "prompts": [served.ask(p, tokens_limit=24).json()["content"] for p in cases["prompts"]],
         "chats": [
@@ -391,6 +424,7 @@ def test_greedy_output_equals_vllm_called_directly(
         ],
         "sampled": [completion(case) for case in cases["sampled"]],
         "structured": [structured(case) for case in cases["structured"]],
+        "logprobs": [logprobs(case) for case in cases["logprobs"]],
     }
     # The same seed again, and a streamed answer: the same words.
     assert completion(cases["sampled"][2]) == ours["sampled"][2]
@@ -407,6 +441,12 @@ def test_greedy_output_equals_vllm_called_directly(
     )
     direct = json.loads(out.read_text())
     assert all(direct["prompts"]) and all(direct["chats"]) and all(direct["sampled"]), direct
+    assert all(len(case) == 24 for case in direct["logprobs"]), direct["logprobs"]
+    assert all(
+        len(top) == k["logprobs"]
+        for case, k in zip(direct["logprobs"], cases["logprobs"], strict=True)
+        for _, _, top in case
+    )
     assert ours == direct
     # Each parameter changed the answer (a test of the parameters, not of two copies of greedy).
     greedy = direct["prompts"][0]
@@ -438,11 +478,21 @@ def test_stream_yields_pieces_as_the_engine_makes_them(in_process: dict[str, Any
         # The pieces add up to the answer generate gives, and the last one carries its end.
         assert "".join(p["text"] for p in pieces) == generated["text"]
         last = pieces[-1]
-        assert {k: last[k] for k in generated if k != "text"} == {
-            k: v for k, v in generated.items() if k != "text"
+        whole = ("text", "logprobs")
+        assert {k: last[k] for k in generated if k not in whole} == {
+            k: v for k, v in generated.items() if k not in whole
         }
+        # Asked for them, each piece carries its tokens' logprobs: together, generate's.
+        if generated["logprobs"] is None:
+            assert all(p["logprobs"] is None for p in pieces)
+        else:
+            streamed = [lp for p in pieces for lp in p["logprobs"] or []]
+            assert streamed == generated["logprobs"]
+            assert len(streamed) == generated["completion_tokens"]
+            assert all(len(lp["top"]) == 2 for lp in streamed)
         assert all(p["finish_reason"] is None for p in pieces[:-1])
         assert generated["completion_tokens"] >= len([p for p in pieces if p["text"]]) > 1
+    assert any(case["generated"]["logprobs"] for case in in_process["cases"])
     # Streamed as made: the first piece of a 200-token answer came long before the last.
     long = in_process["cases"][0]["pieces"]
     assert long[0]["at"] < long[-1]["at"] / 4, (long[0]["at"], long[-1]["at"])

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.protocol import ChatMessage, JobKind, SamplingParams
+from services.common.protocol import ChatMessage, JobKind, SamplingParams, TokenLogprob
 from services.worker.config import WorkerSettings
 from services.worker.models.base import GenerationRequest
 from services.worker.models.vllm_model import VLLMModel
@@ -33,7 +33,16 @@ CASES = [
         params=SamplingParams(temperature=0, max_tokens=12),
         messages=[ChatMessage(role="user", content="hello")],
     ),
+    GenerationRequest(
+        kind=JobKind.CHAT,
+        params=SamplingParams(temperature=0, max_tokens=12, logprobs=2),
+        messages=[ChatMessage(role="user", content="how sure")],
+    ),
 ]
+
+
+def _dump(logprobs: list[TokenLogprob] | None) -> list[object] | None:
+    return None if logprobs is None else [lp.model_dump(mode="json") for lp in logprobs]
 
 
 async def check(model_path: str) -> dict[str, object]:
@@ -55,6 +64,7 @@ async def check(model_path: str) -> dict[str, object]:
                 "finish_reason": p.finish_reason,
                 "prompt_tokens": p.prompt_tokens,
                 "completion_tokens": p.completion_tokens,
+                "logprobs": _dump(p.logprobs),
             }
             async for p in model.stream(case)
         ]
@@ -67,6 +77,7 @@ async def check(model_path: str) -> dict[str, object]:
                     "finish_reason": g.finish_reason,
                     "prompt_tokens": g.prompt_tokens,
                     "completion_tokens": g.completion_tokens,
+                    "logprobs": _dump(g.logprobs),
                 },
             }
         )

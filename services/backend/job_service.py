@@ -107,7 +107,9 @@ def _unsent(end: JobOutcome, sent: list[Delta]) -> Delta | None:
     """What the full answer holds beyond the pieces already streamed: pieces lost on the way
     (a Redis hiccup at the worker), or all of it when none came."""
     whole, so_far = end.content or "", "".join(piece.text for piece in sent)
-    text = whole[len(so_far) :] if whole.startswith(so_far) else ""
+    if not whole.startswith(so_far):
+        return None  # a piece lost in the middle: what follows it cannot be placed
+    text = whole[len(so_far) :]
     logprobs = None
     if end.logprobs is not None:
         logprobs = end.logprobs[sum(len(piece.logprobs or ()) for piece in sent) :]

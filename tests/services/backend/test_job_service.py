@@ -11,7 +11,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from services.backend.errors import BrokerUnavailable
-from services.backend.job_service import JobService
+from services.backend.job_service import JobService, _unsent
 from services.backend.publisher import JobPublisher
 from services.backend.routing import ModelRouter
 from services.backend.waiter import ResultWaiter
@@ -23,6 +23,7 @@ from services.common.protocol import (
     JobOutcome,
     JobStatus,
     SamplingParams,
+    TokenLogprob,
 )
 from services.common.registry import announce
 from services.common.settings import CommonSettings
@@ -105,3 +106,16 @@ async def test_an_answer_that_beat_the_failed_confirm_stands(
         end = await service.complete(accepted, None)
     assert isinstance(end, JobOutcome)
     assert (end.status, end.content) == (JobStatus.COMPLETED, ANSWER)
+
+
+async def test_the_end_of_a_stream_fills_in_what_its_pieces_missed() -> None:
+    """Pieces lost at the end (a Redis hiccup at the worker) come from the outcome: the text past
+    what was sent, and the logprobs past those sent; a gap in the middle cannot be placed."""
+    a, b, c = (TokenLogprob(token=t, logprob=-1.0) for t in ("a", " b", " c"))
+    end = JobOutcome(job_id="j", status=JobStatus.COMPLETED, content="a b c", logprobs=[a, b, c])
+    assert _unsent(end, [Delta("a", [a])]) == Delta(" b c", [b, c])
+    assert _unsent(end, []) == Delta("a b c", [a, b, c])
+    assert _unsent(end, [Delta("a b c", [a, b, c])]) is None
+    assert _unsent(end, [Delta("a", [a]), Delta(" c", [c])]) is None
+    plain = end.model_copy(update={"logprobs": None})
+    assert _unsent(plain, [Delta("a")]) == Delta(" b c")

@@ -8,6 +8,8 @@ compare them, and their clocks may disagree.
 """
 
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import orjson
@@ -38,6 +40,29 @@ class ModelState:
     backend: str = ""  # MODEL_BACKEND of the last worker that announced it
     last_seen: float = 0.0  # epoch seconds of that announcement
     params: frozenset[str] = frozenset()  # the optional sampling parameters it honours
+
+
+def worker_id(model: str, host: str = "") -> str:
+    """A new worker's id: its model, a random part, and `@host` where its host is named."""
+    return f"{model}-{uuid.uuid4().hex[:8]}" + (f"@{host}" if host else "")
+
+
+def host_of(worker: str) -> str:
+    """The host a worker id names ("" for none)."""
+    return worker.rpartition("@")[2] if "@" in worker else ""
+
+
+async def live_hosts(redis: Redis, keys: KeySpace, queues: list[str]) -> dict[str, Counter[str]]:
+    """Each queue's live workers counted by host ("" for workers on an unnamed host)."""
+    now = clock.now()
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zrangebyscore(keys.workers(queue), now, "+inf")
+        found = await pipe.execute()
+    return {
+        queue: Counter(host_of(w.decode() if isinstance(w, bytes) else w) for w in workers)
+        for queue, workers in zip(queues, found, strict=True)
+    }
 
 
 async def announce(

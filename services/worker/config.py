@@ -51,6 +51,10 @@ class WorkerSettings(CommonSettings):
     # Serve that page over TLS with TLS_CERT_FILE / TLS_KEY_FILE, to clients with a certificate
     # signed by TLS_CA_FILE only (a worker on another host than its fleet's Prometheus).
     WORKER_METRICS_TLS: bool = False
+    # The host this worker runs on, as operators name it (the fleet spec's `hosts[].name`; the
+    # generator sets it): part of the worker's id, so `tools.ops.status` counts workers per host.
+    # "": unnamed.
+    WORKER_HOST: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=63)
 
     @property
     def model_names(self) -> list[str]:

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -49,6 +48,7 @@ from services.common.protocol import (
     JobOutcome,
     JobStatus,
 )
+from services.common.registry import worker_id
 from services.common.store import MARK_AFTER_S, ResultStore
 from services.worker.acks import AckBatcher
 from services.worker.cancels import CancelListener
@@ -79,7 +79,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings, model: ModelBackend) -> None:
         self.settings = settings
         self.model = model
-        self.worker_id = f"{settings.MODEL_NAME}-{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id(settings.MODEL_NAME, settings.WORKER_HOST)
         self.metrics = WorkerMetrics(
             settings.QUEUE_NAME, self.worker_id, settings.MODEL_BACKEND.value
         )

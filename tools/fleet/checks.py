@@ -40,6 +40,7 @@ RESERVED_ENV = {
     "REDIS_PREFIX": "redis_prefix (fleet level)",
     # Prometheus scrapes the port the generator sets (monitoring.py).
     "WORKER_METRICS_PORT": "",
+    "WORKER_HOST": "host",
     # Workers on other hosts than the first get these from `hosts` and `links`.
     "RABBIT_MQ_TLS": "hosts",
     "REDIS_TLS": "hosts",

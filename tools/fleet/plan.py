@@ -242,6 +242,8 @@ def worker_env(
         ]
     env.append(("REDIS_PREFIX", spec.redis_prefix))
     env.append(("WORKER_METRICS_PORT", str(WORKER_METRICS_PORT)))
+    if spec.hosts:  # `tools.ops.status` counts each model's workers by host
+        env.append(("WORKER_HOST", model.host or spec.hosts[0].name))
     return env + list(model.env.items())
 
 

@@ -30,7 +30,7 @@ from services.common.connections import (
 )
 from services.common.keys import KeySpace
 from services.common.logs import describe
-from services.common.registry import read_models
+from services.common.registry import live_hosts, read_models
 from services.common.settings import CommonSettings
 
 # Seconds each server gets to answer: an operator's command must not hang on a dead host.
@@ -58,6 +58,8 @@ class ModelRow:
     live_workers: int
     last_seen: float  # epoch seconds of the last announcement, on this host's clock
     queue_state: QueueState | None = None  # None when the broker was not reachable
+    # The queue's live workers by the host they name (WORKER_HOST; "" for unnamed).
+    hosts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,11 +151,20 @@ async def take(settings: CommonSettings, queues: Iterable[str] = ()) -> Snapshot
     try:
         async with asyncio.timeout(TIMEOUT_S):
             snap.redis = await read_redis(redis)
-            states = await read_models(redis, KeySpace(settings.REDIS_PREFIX))
+            keys = KeySpace(settings.REDIS_PREFIX)
+            states = await read_models(redis, keys)
+            hosts = await live_hosts(redis, keys, sorted({s.queue for s in states}))
         # Announcements carry Redis' time; ages are read against this host's (taken_at).
         offset = snap.redis.clock_offset
         snap.models = [
-            ModelRow(s.model, s.queue, s.backend, s.live_workers, s.last_seen - offset)
+            ModelRow(
+                s.model,
+                s.queue,
+                s.backend,
+                s.live_workers,
+                s.last_seen - offset,
+                hosts=dict(sorted(hosts[s.queue].items())),
+            )
             for s in sorted(states, key=lambda s: (s.queue, s.model))
         ]
     except (RedisError, OSError, TimeoutError) as e:

@@ -3,7 +3,8 @@
     python -m tools.ops.status [--json] [--watch SECONDS] [--queue NAME ...]
 
 One line per announced model: its queue, the backend its workers run (MODEL_BACKEND), the
-workers alive now (heartbeats in Redis), the queue's consumers, the jobs waiting in it and those
+workers alive now (heartbeats in Redis; by host where workers name theirs, WORKER_HOST, as a
+fleet over several hosts does), the queue's consumers, the jobs waiting in it and those
 dead-lettered, and when a worker last announced it. A model whose workers are all gone stays
 listed (0 live) for a day, so a crashed fleet shows as such, not as empty. `--queue` adds queues
 nobody announced (e.g. one whose workers never started). Exit 1 when RabbitMQ or Redis cannot
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import orjson
 
 from services.common.settings import CommonSettings
-from tools.ops.state import Snapshot, take
+from tools.ops.state import ModelRow, Snapshot, take
 
 EXIT_UNREACHABLE = 1
 
@@ -37,6 +38,14 @@ def _ago(seconds: float) -> str:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def _workers(m: ModelRow) -> str:
+    """The live workers: a count, and per host where any names one."""
+    if not any(m.hosts):
+        return str(m.live_workers)
+    each = ", ".join(f"{host or 'unnamed'} {n}" for host, n in m.hosts.items())
+    return f"{m.live_workers} ({each})"
 
 
 def render(snap: Snapshot) -> str:
@@ -63,7 +72,7 @@ def render(snap: Snapshot) -> str:
                 m.model,
                 m.queue,
                 m.backend or "?",
-                str(m.live_workers),
+                _workers(m),
                 "?" if q is None else str(q.consumers) if q.exists else "no queue",
                 "?" if q is None or not q.exists else str(q.ready),
                 "?" if q is None or q.dead is None else str(q.dead),

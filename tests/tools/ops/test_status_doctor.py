@@ -83,7 +83,7 @@ def test_status_shows_each_model_its_workers_queue_and_dead_letters(
 
     as_json = orjson.loads(_ops(stack, "status", "--json", "--queue", other).stdout)
     (model,) = as_json["models"]
-    assert model["model"] == "tiny" and model["live_workers"] == 2
+    assert model["model"] == "tiny" and model["live_workers"] == 2 and model["hosts"] == {"": 2}
     assert model["queue_state"] == {
         "name": queue,
         "exists": True,
@@ -99,6 +99,24 @@ def test_status_shows_each_model_its_workers_queue_and_dead_letters(
     assert worker.proc is not None and worker.proc.returncode is not None
     row = _line(_wait_dead(stack, "tiny"), "tiny ").split()
     assert row[3:5] == ["0", "0"]
+
+
+def test_status_counts_a_models_workers_by_the_host_they_name(stack: Stack, queue: str) -> None:
+    """WORKER_HOST (a fleet over several hosts sets it): which host lost its workers shows."""
+    for host in ("gpu-b", "gpu-a", "gpu-a"):
+        stack.worker(queue, MODEL_NAME="spread", WORKER_HOST=host)
+    shown = _ops(stack, "status")
+    assert shown.returncode == 0, shown.stderr
+    row = " ".join(_line(shown.stdout, "spread ").split())
+    assert row.startswith(f"spread {queue} echo 3 (gpu-a 2, gpu-b 1) 3 "), shown.stdout
+    (model,) = orjson.loads(_ops(stack, "status", "--json").stdout)["models"]
+    assert model["hosts"] == {"gpu-a": 2, "gpu-b": 1}
+    # gpu-b's worker dies: its host drops out of the count.
+    stack.procs[0].kill()
+    deadline = time.monotonic() + 10
+    while "3 (" in (out := _ops(stack, "status").stdout) or "2 (gpu-a 2)" not in out:
+        assert time.monotonic() < deadline, out
+        time.sleep(0.5)
 
 
 def test_status_exits_1_when_a_server_is_unreachable(stack: Stack) -> None:

@@ -6,14 +6,20 @@ a time per model (transformers' `generate` does not batch concurrent callers). A
 criterion, and the model's lock is held until the generation thread has really ended: a thread
 cannot be killed, and a caller that gave up must not let the next job run beside it (twice the
 GPU memory).
+
+Tokens are streamed one by one with their text in context (`_Tokens`: incremental detokenising, as
+vLLM's); asked for logprobs, each carries the model's raw distribution at its step (read from the
+model's output by a forward hook, before any sampling setting: vLLM's default too).
 """
 
 import asyncio
+import queue
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from services.common.protocol import FinishReason
+from services.common.protocol import FinishReason, TokenLogprob
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
@@ -66,9 +72,89 @@ def _seed(seed: int | None) -> None:
         torch.manual_seed(seed)
 
 
+# The lowest logprob reported: JSON has no -inf (vLLM's server clamps the same way).
+_LOGPROB_FLOOR = -9999.0
+
+
+class _Tokens:
+    """A streamer for `generate` (it calls `put` with each new token, `end` at the end): each
+    token's text in context and, when `alternatives` is set, its logprob and its likeliest
+    alternatives', as (text, TokenLogprob | None) items of `items`, then None.
+
+    Text by incremental detokenising over a window that starts a token back (as vLLM's and TGI's
+    do): a token keeps its leading space, and one that ends inside a character gives "" until
+    the token that completes it. The logprobs come from `hook`, a forward hook on the model that
+    sees each step's raw logits just before the token they chose reaches `put`.
+    """
+
+    def __init__(self, tokenizer: Any, alternatives: int | None) -> None:
+        self._tokenizer = tokenizer
+        self._alternatives = alternatives
+        self.items: queue.SimpleQueue[tuple[str, TokenLogprob | None] | None] = queue.SimpleQueue()
+        self._ids: list[int] = []
+        self._prefix = self._read = 0  # the window: ids[prefix:read] is text already given
+        self._prompt = True
+        self._rows: list[Any] = []  # each step's log-softmax, waiting for its token
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def hook(self, module: Any, args: Any, output: Any) -> None:
+        if self._alternatives is not None:
+            logits = output.logits if hasattr(output, "logits") else output[0]
+            self._rows.append(logits[0, -1].float().log_softmax(-1))
+
+    def put(self, value: Any) -> None:
+        if self._prompt:  # the first call is the prompt
+            self._prompt = False
+            return
+        for token in value.reshape(-1).tolist():
+            self.items.put(self._step(int(token)))
+
+    def _step(self, token: int) -> tuple[str, TokenLogprob | None]:
+        before = self._decode(self._ids[self._prefix : self._read])
+        window = self._ids[self._prefix :]
+        self._ids.append(token)
+        now = self._decode(self._ids[self._prefix :])
+        text = ""
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            text = now[len(before) :]
+            self._prefix, self._read = self._read, len(self._ids)
+        if self._alternatives is None or not self._rows:
+            return text, None
+        row = self._rows.pop(0)
+        top: list[tuple[str, float]] = []
+        if self._alternatives:
+            values, ids = row.topk(self._alternatives)
+            for value, alt in zip(values.tolist(), ids.tolist(), strict=True):
+                alt_text = self._decode([*window, alt])[len(before) :]
+                top.append((alt_text, max(value, _LOGPROB_FLOOR)))
+        chosen = max(float(row[token]), _LOGPROB_FLOOR)
+        return text, TokenLogprob(token=text, logprob=chosen, top=top)
+
+    def end(self) -> None:
+        # Bytes held back for a character the answer never completed.
+        rest = self._decode(self._ids[self._prefix :])[
+            len(self._decode(self._ids[self._prefix : self._read])) :
+        ]
+        if rest:
+            self.items.put((rest, None))
+        self.items.put(None)
+
+
+@contextmanager
+def _hooked(model: Any, tokens: _Tokens) -> Iterator[None]:
+    """`tokens.hook` on the model's forward for one generation (the model's lock is held)."""
+    handle = model.register_forward_hook(tokens.hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class TransformersModel(ModelBackend):
     # Penalties in OpenAI's sense (presence, frequency) are not transformers' `generate` options.
-    params = frozenset({"seed", "top_k", "min_p", "repetition_penalty"})
+    params = frozenset({"seed", "top_k", "min_p", "repetition_penalty", "logprobs"})
 
     def __init__(self, path: str, max_len: int, device: str | None = None) -> None:
         self.path = path
@@ -139,17 +225,13 @@ class TransformersModel(ModelBackend):
         return self._generate_kwargs(request, self._inputs(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
-        from transformers import TextIteratorStreamer
-
         halt = threading.Event()  # set when the answer is cut short or its caller goes away
 
         async with self._lock:
             # Tokenising (a chat template, a long prompt) is CPU work: off the event loop.
             kwargs = await asyncio.to_thread(self._prepare, request)
             prompt_len = int(kwargs["input_ids"].shape[1])
-            streamer = TextIteratorStreamer(
-                self.tokenizer, skip_prompt=True, skip_special_tokens=True
-            )
+            tokens = _Tokens(self.tokenizer, request.params.logprobs)
             result: list[Any] = []
             errors: list[BaseException] = []
 
@@ -157,12 +239,15 @@ class TransformersModel(ModelBackend):
                 try:
                     _seed(request.params.seed)
                     stopping = _halt_criteria(halt)
-                    result.append(
-                        self.model.generate(**kwargs, streamer=streamer, stopping_criteria=stopping)
-                    )
+                    with _hooked(self.model, tokens):
+                        result.append(
+                            self.model.generate(
+                                **kwargs, streamer=tokens, stopping_criteria=stopping
+                            )
+                        )
                 except BaseException as e:  # surfaced to the caller below
                     errors.append(e)
-                    streamer.end()  # type: ignore[no-untyped-call]
+                    tokens.items.put(None)
 
             generation = asyncio.ensure_future(asyncio.to_thread(run))
             text = ""
@@ -171,24 +256,20 @@ class TransformersModel(ModelBackend):
             # that tail, not the whole answer again at every piece.
             overlap = max(0, max((len(w) for w in stops), default=0) - 1)
             stopped = False
-            sentinel = object()
             try:
-                while True:
-                    piece = await asyncio.to_thread(next, streamer, sentinel)
-                    if piece is sentinel:
-                        break
-                    assert isinstance(piece, str)
+                while (item := await asyncio.to_thread(tokens.items.get)) is not None:
+                    piece, logprob = item
+                    logprobs = [logprob] if logprob is not None else None
                     start = max(0, len(text) - overlap)
                     cut = start + len(cut_at_stop(text[start:] + piece, stops))
                     if cut < len(text) + len(piece):
                         halt.set()
                         stopped = True
-                        if cut > len(text):
-                            yield Piece(piece[: cut - len(text)])
+                        yield Piece(piece[: cut - len(text)], logprobs=logprobs)
                         break
                     text += piece
-                    if piece:
-                        yield Piece(piece)
+                    if piece or logprobs:
+                        yield Piece(piece, logprobs=logprobs)
             finally:
                 halt.set()  # a cancelled or closed stream stops the model at its next token
                 await _join(generation, halt)
@@ -217,7 +298,11 @@ class TransformersModel(ModelBackend):
         kwargs = self._prepare(request)
         prompt_len = int(kwargs["input_ids"].shape[1])
         _seed(request.params.seed)
-        with torch.inference_mode():
+        tokens = None
+        if request.params.logprobs is not None:
+            tokens = _Tokens(self.tokenizer, request.params.logprobs)
+            kwargs["streamer"] = tokens
+        with torch.inference_mode(), _hooked(self.model, tokens) if tokens else nullcontext():
             out = self.model.generate(**kwargs, stopping_criteria=_halt_criteria(halt))
         new = out[0, prompt_len:]
         full = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -225,5 +310,18 @@ class TransformersModel(ModelBackend):
         stopped = len(text) < len(full)
         generated = int(new.shape[0])
         return Generation(
-            text, self._finish_reason(stopped, generated, kwargs), prompt_len, generated
+            text,
+            self._finish_reason(stopped, generated, kwargs),
+            prompt_len,
+            generated,
+            _drain(tokens) if tokens else None,
         )
+
+
+def _drain(tokens: _Tokens) -> list[TokenLogprob]:
+    """The logprobs a finished generation's tokens carried."""
+    found = []
+    while (item := tokens.items.get()) is not None:
+        if item[1] is not None:
+            found.append(item[1])
+    return found

@@ -29,7 +29,7 @@ KEY = "schemathesis-key"
 
 # Every check schemathesis has, less those this API fails by design:
 # - positive_data_acceptance: parameters the schema allows but no worker honours (`n` > 1,
-#   tool calls, `stream` on /v1/jobs...) or not the model's (`logprobs` on transformers...) are a
+#   tool calls, `stream` on /v1/jobs...) or not the model's (penalties on transformers...) are a
 #   documented 400, a model name nobody serves a documented 404;
 # - negative_data_rejection: pydantic's lax mode takes more than the schema's types say
 #   (`true` for an integer, `"5"` for a number, `null` for a field with a default);

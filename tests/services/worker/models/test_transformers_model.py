@@ -58,7 +58,7 @@ async def test_a_seed_makes_sampling_repeatable(model: TransformersModel) -> Non
     assert "".join(p.text for p in stream) == first.text
     others = {(await model.generate(sampled(seed))).text for seed in (2, 3, 4)}
     assert others - {first.text}, "other seeds, other samples"
-    assert model.params == {"seed", "top_k", "min_p", "repetition_penalty"}
+    assert model.params == {"seed", "top_k", "min_p", "repetition_penalty", "logprobs"}
 
 
 async def test_top_k_min_p_and_the_repetition_penalty_reach_generate(
@@ -93,8 +93,49 @@ async def test_stream_pieces_add_up_to_generate(model: TransformersModel) -> Non
         full.prompt_tokens,
         full.completion_tokens,
     )
-    # transformers' streamer flushes at word boundaries: one piece per word at least.
+    # Streamed token by token: one piece per word at least.
     assert len([p for p in pieces if p.text]) >= len(full.text.split()) >= 1
+
+
+async def test_logprobs_are_the_models_own_streamed_or_not(model: TransformersModel) -> None:
+    """Each token's logprob and alternatives equal a forward pass over prompt and answer (the
+    raw distribution, before sampling settings); streamed, each piece carries its tokens'."""
+    import torch
+
+    params = SamplingParams(temperature=0, max_tokens=10, logprobs=3)
+    req = GenerationRequest(kind=JobKind.GENERATE, params=params, prompt="hello world")
+    whole = await model.generate(req)
+    pieces = [p async for p in model.stream(req)]
+    assert whole.logprobs is not None and len(whole.logprobs) == whole.completion_tokens
+    assert [lp for p in pieces for lp in p.logprobs or []] == whole.logprobs
+    assert all(p.logprobs and len(p.logprobs) == 1 for p in pieces if p.text)
+    # Token texts in context add up to the answer.
+    assert "".join(lp.token for lp in whole.logprobs) == whole.text
+
+    # transformers called directly: its raw logits at each step.
+    prompt = model.tokenizer("hello world", return_tensors="pt")
+    with torch.inference_mode():
+        out = model.model.generate(
+            **prompt,
+            max_new_tokens=10,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=model.tokenizer.pad_token_id or model.tokenizer.eos_token_id,
+        )
+    chosen = out.sequences[0, prompt.input_ids.shape[1] :].tolist()
+    assert len(chosen) == len(whole.logprobs)
+    for step, token_id, lp in zip(out.logits, chosen, whole.logprobs, strict=True):
+        row = step[0].float().log_softmax(-1)
+        assert lp.logprob == pytest.approx(float(row[token_id]), abs=1e-4)
+        values, ids = row.topk(3)
+        assert [v for _, v in lp.top] == pytest.approx(values.tolist(), abs=1e-4)
+        assert int(ids[0]) == token_id  # greedy: the chosen token is the likeliest
+        if lp.token:  # (a token inside a character has no text of its own)
+            assert lp.top[0][0] == lp.token
+    # Not asked: none.
+    plain = await model.generate(_req(prompt="hello world", max_tokens=10))
+    assert plain.logprobs is None and plain.text == whole.text
 
 
 async def test_stop_word_cuts_the_answer(model: TransformersModel) -> None:
@@ -174,11 +215,13 @@ def test_worker_serves_the_tiny_model_end_to_end(
     too_long = {"content": "word " * 400, "meta": {"model": "tiny"}}
     r = httpx.post(url + "/generate", json=too_long, timeout=60)
     assert r.status_code == 422 and "TOKENS_LEN" in r.json()["detail"]
-    # Logprobs are not this backend's (vLLM's and an upstream's are): a 400 naming it.
-    asked = {"model": "tiny", "messages": chat["messages"], "logprobs": True}
-    r = httpx.post(url + "/v1/chat/completions", json=asked, timeout=60)
-    assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs", r.text
-    assert "MODEL_BACKEND=transformers" in r.json()["error"]["message"]
+    # Logprobs through the queue: an entry per token the worker counted.
+    asked = {"model": "tiny", "messages": chat["messages"], "logprobs": True, "top_logprobs": 2}
+    r = httpx.post(url + "/v1/chat/completions", json={**asked, "max_tokens": 8}, timeout=60)
+    assert r.status_code == 200, r.text
+    content = r.json()["choices"][0]["logprobs"]["content"]
+    assert len(content) == r.json()["usage"]["completion_tokens"]
+    assert all(len(t["top_logprobs"]) == 2 for t in content)
 
 
 class _Watch:

@@ -212,7 +212,7 @@ class JobService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def _released(self, accepted: Accepted) -> None:
+    async def release(self, accepted: Accepted) -> None:
         """The job was not accepted: its Idempotency-Key may be used again."""
         if accepted.idempotency is not None and not accepted.repeat:
             with contextlib.suppress(RedisError, OSError):
@@ -505,5 +505,5 @@ class JobService:
                 await self.store.stop_workers(job.job_id)
             except (RedisError, OSError) as e:
                 log.warning("could not tell workers to drop job %s: %s", job.job_id, describe(e))
-        await self._released(accepted)
+        await self.release(accepted)
         return True

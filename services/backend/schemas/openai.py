@@ -1,10 +1,11 @@
 """OpenAI's request bodies (chat and text completions) and the answers built from a job.
 
 Requests accept what OpenAI's API documents; unknown fields are ignored, as vLLM's server does.
-A parameter no worker honours (n > 1, tools, logit_bias...) is refused with a 400 naming it, never
-silently dropped; `seed`, the penalties, vLLM's extras (`top_k`, `min_p`,
-`repetition_penalty`), `logprobs` and a chat's JSON `response_format` go to the models whose
-workers announce them (protocol.OPTIONAL_PARAMS), and get that 400 elsewhere.
+A parameter no worker honours (tools, logit_bias...) is refused with a 400 naming it, never
+silently dropped; `seed`, the penalties, vLLM's extras (`top_k`, `min_p`, `repetition_penalty`),
+`logprobs` and a chat's JSON `response_format` go to the models whose workers announce them
+(protocol.OPTIONAL_PARAMS), and get that 400 elsewhere. `n` choices are `n` jobs
+(services/backend/choices.py).
 `priority` is this server's extra field (the queue's AMQP priority, 0..10, higher first), passed
 with the SDK's `extra_body`.
 
@@ -42,6 +43,8 @@ from services.common.protocol import (
 # completions default is 16.
 CHAT_MAX_TOKENS = 8096
 COMPLETION_MAX_TOKENS = 16
+# The most choices one request may ask for (`n`): each is a job of its own.
+MAX_CHOICES = 16
 
 
 class StreamOptions(BaseModel):
@@ -86,8 +89,9 @@ class _Request(BaseModel):
     stream_options: StreamOptions | None = None
     priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
     user: str | None = None
+    # Choices to answer, each a job of its own (none given: one).
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES), none_to_default(1)] = 1
     # Accepted only with the values that mean "off" (see `refuse_unsupported`).
-    n: int | None = None
     logit_bias: dict[str, float] | None = None
     # Honoured where the model's workers announce them (JobService.accept checks).
     presence_penalty: float | None = Field(None, ge=-2, le=2)
@@ -106,8 +110,6 @@ class _Request(BaseModel):
 
     def refuse_unsupported(self) -> None:
         """400 for what no worker does (rather than an answer that silently ignores it)."""
-        if self.n not in (None, 1):
-            raise BadRequest("n > 1 is not supported: send one request per choice", "n")
         if self.logit_bias:
             raise BadRequest("logit_bias is not supported", "logit_bias")
         if self.stream_options is not None and not self.stream:
@@ -257,14 +259,17 @@ def response_id(kind: JobKind, job_id: str) -> str:
     return f"{'chatcmpl' if kind is JobKind.CHAT else 'cmpl'}-{job_id}"
 
 
-def usage(outcome: JobOutcome) -> dict[str, int] | None:
-    """OpenAI's usage from the worker's token counts (None where the model cannot count)."""
-    if outcome.prompt_tokens is None or outcome.completion_tokens is None:
+def usage(outcomes: list[JobOutcome]) -> dict[str, int] | None:
+    """OpenAI's usage from the workers' token counts (None where a model cannot count): the
+    prompt once, every choice's completion."""
+    if any(o.prompt_tokens is None or o.completion_tokens is None for o in outcomes):
         return None
+    prompt = outcomes[0].prompt_tokens or 0
+    completion = sum(o.completion_tokens or 0 for o in outcomes)
     return {
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
 
 
@@ -304,43 +309,53 @@ def completion_logprobs(
 
 
 def answer(
-    kind: JobKind, job_id: str, model: str, created: int, outcome: JobOutcome
+    kind: JobKind, job_id: str, model: str, created: int, outcomes: list[JobOutcome]
 ) -> dict[str, Any]:
-    """The non-streamed answer: `chat.completion` or `text_completion`."""
-    finish = (outcome.finish_reason or FinishReason.STOP).value
-    text = outcome.content or ""
-    if kind is JobKind.CHAT:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "logprobs": chat_logprobs(outcome.logprobs),
-            "finish_reason": finish,
-        }
-        obj = "chat.completion"
-    else:
-        logprobs = completion_logprobs(outcome.logprobs)
-        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
-        obj = "text_completion"
+    """The non-streamed answer: `chat.completion` or `text_completion`, a choice per outcome."""
+    choices = []
+    for index, outcome in enumerate(outcomes):
+        finish = (outcome.finish_reason or FinishReason.STOP).value
+        text = outcome.content or ""
+        if kind is JobKind.CHAT:
+            choice: dict[str, Any] = {
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": chat_logprobs(outcome.logprobs),
+                "finish_reason": finish,
+            }
+        else:
+            logprobs = completion_logprobs(outcome.logprobs)
+            choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+        choices.append(choice)
     body: dict[str, Any] = {
         "id": response_id(kind, job_id),
-        "object": obj,
+        "object": "chat.completion" if kind is JobKind.CHAT else "text_completion",
         "created": created,
         "model": model,
-        "choices": [choice],
+        "choices": choices,
     }
-    if (counts := usage(outcome)) is not None:
+    if (counts := usage(outcomes)) is not None:
         body["usage"] = counts
     return body
 
 
 class ChunkMaker:
-    """The chunks of one streamed answer (`chat.completion.chunk` or `text_completion`)."""
+    """The chunks of one choice of a streamed answer (`chat.completion.chunk` or
+    `text_completion`). Every choice's chunks carry the response's id, its first job's."""
 
-    def __init__(self, job: JobMessage, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        job: JobMessage,
+        model: str,
+        include_usage: bool,
+        index: int = 0,
+        first: JobMessage | None = None,
+    ) -> None:
         self.job = job
         self.kind = kind = job.kind
+        self.index = index
         self.base = {
-            "id": response_id(kind, job.job_id),
+            "id": response_id(kind, (first or job).job_id),
             "object": "chat.completion.chunk" if kind is JobKind.CHAT else "text_completion",
             "created": int(time.time()),
             "model": model,
@@ -360,31 +375,34 @@ class ChunkMaker:
         if self.kind is not JobKind.CHAT:
             return None
         delta = {"role": "assistant", "content": ""}
-        return self._chunk({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+        choice = {"index": self.index, "delta": delta, "logprobs": None, "finish_reason": None}
+        return self._chunk(choice)
 
     def text(
         self, text: str, finish: str | None = None, logprobs: list[TokenLogprob] | None = None
     ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": self.index}
         if self.kind is JobKind.CHAT:
-            delta = {"content": text} if text else {}
-            chat = chat_logprobs(logprobs)
-            choice = {"index": 0, "delta": delta, "logprobs": chat, "finish_reason": finish}
+            choice["delta"] = {"content": text} if text else {}
+            choice["logprobs"] = chat_logprobs(logprobs)
         else:
-            legacy = completion_logprobs(logprobs, self.offset)
-            choice = {"index": 0, "text": text, "logprobs": legacy, "finish_reason": finish}
+            choice["text"] = text
+            choice["logprobs"] = completion_logprobs(logprobs, self.offset)
             self.offset += sum(len(lp.token) for lp in logprobs or ())
+        choice["finish_reason"] = finish
         return self._chunk(choice)
 
-    def last(self, outcome: JobOutcome) -> list[dict[str, Any]]:
-        """The finishing chunk, and the usage chunk when the client asked for it. The finishing
-        chunk also carries the job's times (`llm_wrap_timings`, see api/headers.py)."""
-        finishing = self.text("", (outcome.finish_reason or FinishReason.STOP).value)
-        finishing["llm_wrap_timings"] = {
+    def finishing(self, outcome: JobOutcome) -> dict[str, Any]:
+        """The choice's last chunk, with its job's times (`llm_wrap_timings`, see
+        api/headers.py)."""
+        chunk = self.text("", (outcome.finish_reason or FinishReason.STOP).value)
+        chunk["llm_wrap_timings"] = {
             "accepted_at": self.job.created_at,
             "started_at": outcome.started_at,
             "finished_at": outcome.finished_at,
         }
-        chunks = [finishing]
-        if self.include_usage:
-            chunks.append({**self.base, "choices": [], "usage": usage(outcome)})
-        return chunks
+        return chunk
+
+    def usage(self, outcomes: list[JobOutcome]) -> dict[str, Any]:
+        """The usage chunk the client asked for (`stream_options.include_usage`), last."""
+        return {**self.base, "choices": [], "usage": usage(outcomes)}

@@ -133,7 +133,7 @@ def test_errors_are_the_sdks_typed_exceptions(stack: Stack, queue: str) -> None:
         sdk.chat.completions.create(model="no-such-model", messages=messages)
     assert e404.value.code == "model_not_found" and queue in e404.value.message
     with pytest.raises(openai.BadRequestError) as e400:
-        sdk.chat.completions.create(model=queue, messages=messages, n=2)
+        sdk.chat.completions.create(model=queue, messages=messages, n=17)
     assert e400.value.param == "n"
     for unsupported in (
         {"logit_bias": {"1": 1.0}},
@@ -333,6 +333,80 @@ def test_logprobs_in_openais_shapes_streamed_or_not(stack: Stack, queue: str) ->
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(model=queue, messages=messages, **bad)  # type: ignore[call-overload]
         assert refused.value.param == "top_logprobs"
+
+
+def test_n_choices_are_a_job_each_run_at_once(stack: Stack, queue: str) -> None:
+    """`n`: one job per choice, spread over the workers (two here, one job at a time each: the
+    choices' generations overlap), answered together, streamed or not."""
+    for _ in range(2):
+        stack.worker(queue, WORKER_CONCURRENCY=1, ECHO_TOKEN_DELAY_MS=30)
+    url = stack.backend(QUEUE_NAME=queue).url
+    sdk = client(url)
+    messages = [{"role": "user", "content": "one two three"}]
+    chat = sdk.chat.completions.create(model=queue, messages=messages, n=3, logprobs=True)
+    assert [c.index for c in chat.choices] == [0, 1, 2]
+    assert [c.message.content for c in chat.choices] == ["one two three"] * 3
+    assert all(
+        c.logprobs and c.logprobs.content and len(c.logprobs.content) == 3 for c in chat.choices
+    )
+    # The prompt counted once, every choice's tokens.
+    assert chat.usage is not None
+    assert (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (3, 9)
+
+    chunks = list(
+        sdk.completions.create(
+            model=queue,
+            prompt="a b c d e f",
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert len({c.id for c in chunks}) == 1
+    texts = {0: "", 1: ""}
+    timings = {}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk.choices
+        texts[choice.index] += choice.text
+        if choice.finish_reason:
+            timings[choice.index] = (chunk.model_extra or {})["llm_wrap_timings"]
+    assert texts == {0: "a b c d e f", 1: "a b c d e f"}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 12
+    # Two workers, one job each at a time: the two choices were generated at once.
+    first, second = timings[0], timings[1]
+    assert (
+        first["started_at"] < second["finished_at"] and second["started_at"] < first["finished_at"]
+    )
+    # An async job is one choice.
+    r = httpx.post(url + "/v1/jobs", json={"model": queue, "prompt": "x", "n": 2})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+    # A retried request (the same Idempotency-Key) gets the first one's choices, not new jobs.
+    retried = [
+        httpx.post(
+            url + "/v1/completions",
+            json={"model": queue, "prompt": "x y", "n": 2},
+            headers={"Idempotency-Key": "choices-1"},
+        ).json()
+        for _ in range(2)
+    ]
+    assert retried[0] == retried[1] and len(retried[0]["choices"]) == 2
+
+
+def test_a_client_that_leaves_cancels_every_choice(stack: Stack, queue: str) -> None:
+    worker = stack.worker(queue, WORKER_CONCURRENCY=2, ECHO_TOKEN_DELAY_MS=100)
+    url = stack.backend(QUEUE_NAME=queue).url
+    body = {"model": queue, "prompt": " ".join(["w"] * 100), "max_tokens": 100, "n": 2}
+    with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}) as r:
+        received = 0
+        for line in r.iter_lines():
+            received += line.startswith("data: ")
+            if received == 4:
+                break  # leaving the block closes the connection
+    deadline = time.monotonic() + 5
+    while worker.output().count("cancelled: generation stopped") < 2:
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.05)
 
 
 def test_async_job_from_submit_to_result(echo: str) -> None:

@@ -28,9 +28,9 @@ MAX_EXAMPLES = 25
 KEY = "schemathesis-key"
 
 # Every check schemathesis has, less those this API fails by design:
-# - positive_data_acceptance: parameters the schema allows but no worker honours (`n` > 1,
-#   tool calls, `stream` on /v1/jobs...) or not the model's (penalties on transformers...) are a
-#   documented 400, a model name nobody serves a documented 404;
+# - positive_data_acceptance: parameters the schema allows but no worker honours (tool calls,
+#   `logit_bias`, `stream` or `n` > 1 on /v1/jobs...) or not the model's (penalties on
+#   transformers...) are a documented 400, a model name nobody serves a documented 404;
 # - negative_data_rejection: pydantic's lax mode takes more than the schema's types say
 #   (`true` for an integer, `"5"` for a number, `null` for a field with a default);
 # - use_after_free: DELETE /v1/jobs/{id} cancels a job, it does not delete it: its record (now
@@ -58,7 +58,7 @@ def _config(*unchecked: str) -> schemathesis.Config:
 
 
 # What a plain OpenAI client sends: the fields every worker honours. Generated bodies fill in
-# every optional field, so nearly all would be a 400 (`n`, `logit_bias`, penalties...) or a 404 (a
+# every optional field, so nearly all would be a 400 (`logit_bias`, penalties...) or a 404 (a
 # model nobody serves) and never reach a worker (the coverage phase still sends those).
 PLAIN_FIELDS = frozenset(
     {"model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature"}

@@ -55,6 +55,8 @@ async def submit(
         ) from None
     if request.stream:
         raise BadRequest("an async job is read back with GET /v1/jobs/{id}: no stream", "stream")
+    if request.n > 1:
+        raise BadRequest("an async job is one choice: submit one job per choice", "n")
     accepted = await jobs.accept(**request.job(), notify=False, idempotency=key)
     await jobs.enqueue(accepted, request.priority)
     job = accepted.job
@@ -147,7 +149,7 @@ def _view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
             logprobs=orjson.loads(record["logprobs"]) if "logprobs" in record else None,
         )
         kind = JobKind(record.get("kind", JobKind.CHAT.value))
-        view["result"] = answer(kind, job_id, view["model"] or "", int(created or 0), outcome)
+        view["result"] = answer(kind, job_id, view["model"] or "", int(created or 0), [outcome])
     elif state != JobStatus.PENDING and state != JobStatus.IN_PROGRESS:
         view["error"] = {"message": record.get("error", ""), "code": record.get("error_code")}
     return view

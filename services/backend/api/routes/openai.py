@@ -1,7 +1,8 @@
 """OpenAI's API: `/v1/models`, `/v1/chat/completions`, `/v1/completions` (SSE with `stream`).
 
 The same jobs, routing and errors as the original endpoints; a streamed answer is relayed from
-the job's piece stream as the worker writes it. A client that disconnects cancels its job.
+the job's piece stream as the worker writes it. A client that disconnects cancels its job. `n`
+choices are `n` jobs (services/backend/choices.py).
 """
 
 import asyncio
@@ -12,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from services.backend import choices
 from services.backend.api.headers import job_headers
 from services.backend.deps import IdempotencyDep, JobServiceDep, require_api_key
 from services.backend.errors import ApiError, openai_error
@@ -28,7 +30,7 @@ from services.backend.schemas.responses import (
     TextCompletion,
     completion_responses,
 )
-from services.common.protocol import JobOutcome, JobStatus
+from services.common.protocol import JobMessage, JobOutcome, JobStatus
 from services.common.store import Delta
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
@@ -78,6 +80,8 @@ async def _serve(
     jobs: JobService,
     key: Idempotency | None,
 ) -> Response:
+    if body.n > 1:
+        return await _serve_choices(body, request, jobs, key)
     accepted = await jobs.accept(**body.job(), stream=body.stream, idempotency=key)
     job = accepted.job
     gone = watch_disconnect(request)
@@ -87,7 +91,7 @@ async def _serve(
         finally:
             gone.cancel()
         return _json(
-            answer(job.kind, job.job_id, body.model, int(job.created_at), outcome),
+            answer(job.kind, job.job_id, body.model, int(job.created_at), [outcome]),
             headers=job_headers(job, outcome),
         )
     events = jobs.stream(accepted, body.priority, gone)
@@ -99,8 +103,44 @@ async def _serve(
         await events.aclose()
         raise
     maker = ChunkMaker(job, body.model, body.include_usage)
+    return _event_stream(_sse(maker, first, events, gone), job)
+
+
+async def _serve_choices(
+    body: ChatCompletionRequest | CompletionRequest,
+    request: Request,
+    jobs: JobService,
+    key: Idempotency | None,
+) -> Response:
+    """`n` > 1: a job per choice, answered together."""
+    accepted = await choices.accept(jobs, body.job(), body.n, stream=body.stream, idempotency=key)
+    first_job = accepted[0].job
+    gone = watch_disconnect(request)
+    if not body.stream:
+        try:
+            outcomes = await choices.complete(jobs, accepted, body.priority, gone)
+        finally:
+            gone.cancel()
+        created = int(first_job.created_at)
+        return _json(
+            answer(first_job.kind, first_job.job_id, body.model, created, outcomes),
+            headers=job_headers(first_job, outcomes[0]),
+        )
+    try:
+        firsts, events = await choices.stream(jobs, accepted, body.priority, gone)
+    except BaseException:
+        gone.cancel()
+        raise
+    makers = [
+        ChunkMaker(a.job, body.model, body.include_usage, index, first_job)
+        for index, a in enumerate(accepted)
+    ]
+    return _event_stream(_sse_choices(makers, firsts, events, gone), first_job)
+
+
+def _event_stream(events: AsyncIterator[bytes], job: JobMessage) -> StreamingResponse:
     return StreamingResponse(
-        _sse(maker, first, events, gone),
+        events,
         media_type="text/event-stream",
         headers={
             "Cache-Control": "no-cache",
@@ -133,8 +173,9 @@ async def _sse(
                 yield _event(openai_error(item.error or "the model failed", 502, item.code))
                 return
             else:
-                for chunk in maker.last(item):
-                    yield _event(chunk)
+                yield _event(maker.finishing(item))
+                if maker.include_usage:
+                    yield _event(maker.usage([item]))
                 break
             item = await anext(events)
         yield b"data: [DONE]\n\n"
@@ -143,6 +184,50 @@ async def _sse(
     finally:
         gone.cancel()
         await events.aclose()
+
+
+async def _sse_choices(
+    makers: list[ChunkMaker],
+    firsts: list[Delta | JobOutcome],
+    events: AsyncIterator[tuple[int, Delta | JobOutcome]],
+    gone: asyncio.Task[None],
+) -> AsyncIterator[bytes]:
+    """`_sse` for several choices: each chunk names its choice (`index`); one usage chunk, for
+    all of them, last. A choice that fails ends the stream with the error (the others are
+    cancelled)."""
+
+    async def all_events() -> AsyncIterator[tuple[int, Delta | JobOutcome]]:
+        for index, first in enumerate(firsts):
+            yield index, first
+        async for event in events:
+            yield event
+
+    ended: list[JobOutcome | None] = [None] * len(makers)
+    try:
+        for maker in makers:
+            if (opening := maker.first()) is not None:
+                yield _event(opening)
+        async for index, item in all_events():
+            maker = makers[index]
+            if isinstance(item, Delta):
+                yield _event(maker.text(item.text, logprobs=item.logprobs))
+            elif item.status is JobStatus.ERROR:
+                yield _event(openai_error(item.error or "the model failed", 502, item.code))
+                return
+            else:
+                ended[index] = item
+                yield _event(maker.finishing(item))
+        outcomes = [o for o in ended if o is not None]
+        if makers[0].include_usage and len(outcomes) == len(makers):
+            yield _event(makers[0].usage(outcomes))
+        yield b"data: [DONE]\n\n"
+    except ApiError as e:
+        yield _event(openai_error(e.message, e.status_code, e.code))
+    finally:
+        gone.cancel()
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _json(body: object, headers: dict[str, str] | None = None) -> Response:

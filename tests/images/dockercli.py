@@ -38,9 +38,10 @@ def _torch_wheels_dir() -> str | None:
     return str(default) if any(default.glob("torch-*.whl")) else None
 
 
-def build_command(only: str) -> list[str]:
-    """build.sh on the local Debian base, with this host's CA bundle and torch wheel if any."""
-    cmd = ["bash", str(BUILD_SH), "--offline", "--only", only]
+def build_command(only: str, *, offline: bool = True) -> list[str]:
+    """build.sh on the local Debian base (`offline`; else the base build.sh picks), with this
+    host's CA bundle and torch wheel if any."""
+    cmd = ["bash", str(BUILD_SH), *(["--offline"] if offline else []), "--only", only]
     ca = os.environ.get("LLMWRAP_CA_CERT") or (str(HOST_CA) if HOST_CA.is_file() else "")
     if ca:
         cmd += ["--ca-cert", ca]

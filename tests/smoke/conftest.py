@@ -1,5 +1,5 @@
-"""The live stack for smoke tests: images built (offline when no registry), the CPU demo fleet
-rendered by the real generator, `docker compose up -d --wait`, torn down at the end.
+"""The live stack for smoke tests: images built from this tree (offline when no registry), the
+CPU demo fleet rendered by the real generator, `docker compose up -d --wait`, torn down at the end.
 
 Skipped where Docker is not available, except in CI (env CI set), where that is a failure.
 """
@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.images.dockercli import build_command
 from tools.fleet import render
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "llmwrap-smoke"
 NETWORK = "llm_wrap_network"
-APP_IMAGES = ["llmwrap/backend:0.1.0", "llmwrap/worker-cpu:0.1.0"]
+# The Python bases build.sh builds the app images on: official, or made here (base.sh).
+OFFICIAL_PYTHON = "python:3.11-slim-bookworm"
+LOCAL_PYTHON = "llmwrap/python:3.11-bookworm"
 # Official images where this host has them (a registry was reachable), else the offline builds.
 INFRA = {
     "rabbitmq": ("rabbitmq:3.13-alpine", "llmwrap/rabbitmq:3.10-debian"),
@@ -56,26 +59,25 @@ def _have(image: str) -> bool:
 
 @pytest.fixture(scope="session")
 def images() -> dict[str, str]:
-    """The images the smoke fleet runs, building the missing ones with tools/images/build.sh."""
+    """The images the smoke fleet runs. The app images are built from this tree every session
+    (Docker's layer cache makes that seconds when nothing changed): images an older tree left
+    would run that tree's code and pass or fail for it. Infra images are built when missing."""
     _require_docker()
     chosen = {
         name: (official if _have(official) else local) for name, (official, local) in INFRA.items()
     }
-    missing = [i for i in [*APP_IMAGES, *chosen.values()] if not _have(i)]
-    if missing:
-        only = ",".join(
-            n
-            for n, img in [
-                ("backend", APP_IMAGES[0]),
-                ("worker-cpu", APP_IMAGES[1]),
-                ("rabbitmq", chosen["rabbitmq"]),
-                ("redis", chosen["redis"]),
-            ]
-            if img in missing
-        )
-        subprocess.run(["bash", str(ROOT / "tools/images/build.sh"), "--only", only], check=True)
-        chosen = {n: (o if _have(o) else loc) for n, (o, loc) in INFRA.items()}
-    return chosen
+    names = ["backend", "worker-cpu", *(n for n, image in chosen.items() if not _have(image))]
+    # The base build.sh would pick, without its registry probe where the offline one is here.
+    offline = not _have(OFFICIAL_PYTHON) and _have(LOCAL_PYTHON)
+    proc = subprocess.run(
+        build_command(",".join(names), offline=offline),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, f"build.sh failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return {n: (o if _have(o) else loc) for n, (o, loc) in INFRA.items()}
 
 
 @dataclass

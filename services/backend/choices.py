@@ -10,10 +10,10 @@ failure fails the request and cancels the other choices' jobs, as a client that 
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
-from services.backend.errors import ApiError, JobCancelled
+from services.backend.errors import JobCancelled
 from services.backend.job_service import Accepted, Idempotency, JobService
 from services.common.protocol import INT64, JobOutcome, SamplingParams
 from services.common.store import Delta
@@ -97,7 +97,7 @@ async def complete(
 
 async def stream(
     jobs: JobService, accepted: list[Accepted], priority: int | None, gone: Awaitable[object]
-) -> tuple[list[Event], AsyncIterator[tuple[int, Event]]]:
+) -> tuple[list[Event], "Merged"]:
     """Publish the choices' jobs; their first events (an error before any text is raised, as for
     one choice, with a status), then the rest as (choice, event) in the order they come. An
     error after the first text is an ApiError from the iterator; closing it cancels the jobs."""
@@ -111,41 +111,50 @@ async def stream(
             await s.aclose()
         # The choice that failed, not the ones cancelled because it did.
         raise next((e for e in failed if not isinstance(e, JobCancelled)), failed[0])
-    return [e for e in firsts if not isinstance(e, BaseException)], _merged(streams, stop)
+    return [e for e in firsts if not isinstance(e, BaseException)], Merged(streams, stop)
 
 
-async def _merged(
-    streams: list[AsyncGenerator[Event, None]], stop: asyncio.Future[None]
-) -> AsyncIterator[tuple[int, Event]]:
-    """The choices' events after their first, as each comes."""
-    events: asyncio.Queue[tuple[int, Event | BaseException | None]] = asyncio.Queue()
+class Merged:
+    """The choices' events after their first, as (choice, event) in the order they come (each
+    choice's stream read by a task of its own from the start). Closing it, read to the end or
+    not, stops what still runs: the other choices' jobs are cancelled."""
 
-    async def pump(index: int, events_of: AsyncGenerator[Event, None]) -> None:
+    def __init__(self, streams: list[AsyncGenerator[Event, None]], stop: asyncio.Future[None]):
+        self._streams = streams
+        self._stop = stop
+        self._events: asyncio.Queue[tuple[int, Event | Exception | None]] = asyncio.Queue()
+        self._pumps = [asyncio.ensure_future(self._pump(i, s)) for i, s in enumerate(streams)]
+        self._running = len(streams)
+
+    async def _pump(self, index: int, events: AsyncGenerator[Event, None]) -> None:
         try:
-            async for event in events_of:
-                await events.put((index, event))
-        except ApiError as e:
-            await events.put((index, e))
+            async for event in events:
+                await self._events.put((index, event))
+        except Exception as e:  # raised to the reader (an ApiError: sent in-band)
+            await self._events.put((index, e))
             return
-        await events.put((index, None))
+        await self._events.put((index, None))
 
-    pumps = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        running = len(pumps)
-        while running:
-            index, event = await events.get()
+    def __aiter__(self) -> "Merged":
+        return self
+
+    async def __anext__(self) -> tuple[int, Event]:
+        while self._running:
+            index, event = await self._events.get()
             if event is None:
-                running -= 1
-            elif isinstance(event, BaseException):
+                self._running -= 1
+            elif isinstance(event, Exception):
                 raise event
             else:
-                yield index, event
-    finally:
-        _fire(stop)
-        for task in pumps:
+                return index, event
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        _fire(self._stop)
+        for task in self._pumps:
             task.cancel()
-        for task in pumps:
+        for task in self._pumps:
             with contextlib.suppress(BaseException):
                 await task
-        for s in streams:
-            await s.aclose()
+        for events in self._streams:
+            await events.aclose()

@@ -8,6 +8,7 @@ choices are `n` jobs (services/backend/choices.py).
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Protocol
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -103,7 +104,7 @@ async def _serve(
         await events.aclose()
         raise
     maker = ChunkMaker(job, body.model, body.include_usage)
-    return _event_stream(_sse(maker, first, events, gone), job)
+    return _event_stream(_sse([maker], [first], _One(events), gone), job)
 
 
 async def _serve_choices(
@@ -135,7 +136,7 @@ async def _serve_choices(
         ChunkMaker(a.job, body.model, body.include_usage, index, first_job)
         for index, a in enumerate(accepted)
     ]
-    return _event_stream(_sse_choices(makers, firsts, events, gone), first_job)
+    return _event_stream(_sse(makers, firsts, events, gone), first_job)
 
 
 def _event_stream(events: AsyncIterator[bytes], job: JobMessage) -> StreamingResponse:
@@ -155,46 +156,41 @@ def _event(data: dict[str, object]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+class Events(Protocol):
+    """What `_sse` reads after the choices' first events: (choice, event) pairs; closing it
+    stops the choices' jobs (cancelled where they still run)."""
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Delta | JobOutcome]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _One:
+    """One choice's events, numbered as `_sse` reads them."""
+
+    def __init__(self, events: AsyncGenerator[Delta | JobOutcome, None]) -> None:
+        self._events = events
+
+    def __aiter__(self) -> "_One":
+        return self
+
+    async def __anext__(self) -> tuple[int, Delta | JobOutcome]:
+        return 0, await anext(self._events)
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
 async def _sse(
-    maker: ChunkMaker,
-    item: Delta | JobOutcome,
-    events: AsyncGenerator[Delta | JobOutcome, None],
-    gone: asyncio.Task[None],
-) -> AsyncIterator[bytes]:
-    """OpenAI's chunk stream, ending with `data: [DONE]`; an error after the first text is sent
-    in-band as OpenAI's error body (the status line is long gone)."""
-    try:
-        if (opening := maker.first()) is not None:
-            yield _event(opening)
-        while True:
-            if isinstance(item, Delta):
-                yield _event(maker.text(item.text, logprobs=item.logprobs))
-            elif item.status is JobStatus.ERROR:
-                yield _event(openai_error(item.error or "the model failed", 502, item.code))
-                return
-            else:
-                yield _event(maker.finishing(item))
-                if maker.include_usage:
-                    yield _event(maker.usage([item]))
-                break
-            item = await anext(events)
-        yield b"data: [DONE]\n\n"
-    except ApiError as e:
-        yield _event(openai_error(e.message, e.status_code, e.code))
-    finally:
-        gone.cancel()
-        await events.aclose()
-
-
-async def _sse_choices(
     makers: list[ChunkMaker],
     firsts: list[Delta | JobOutcome],
-    events: AsyncIterator[tuple[int, Delta | JobOutcome]],
+    events: Events,
     gone: asyncio.Task[None],
 ) -> AsyncIterator[bytes]:
-    """`_sse` for several choices: each chunk names its choice (`index`); one usage chunk, for
-    all of them, last. A choice that fails ends the stream with the error (the others are
-    cancelled)."""
+    """OpenAI's chunk stream of one choice or several (each chunk names its `index`), from each
+    choice's first event then the rest as they come, ending with one usage chunk for all (when
+    asked) and `data: [DONE]`. An error after the first text is sent in-band as OpenAI's error
+    body (the status line is long gone), and ends the stream (other choices are cancelled)."""
 
     async def all_events() -> AsyncIterator[tuple[int, Delta | JobOutcome]]:
         for index, first in enumerate(firsts):
@@ -202,7 +198,7 @@ async def _sse_choices(
         async for event in events:
             yield event
 
-    ended: list[JobOutcome | None] = [None] * len(makers)
+    ended: list[JobOutcome] = []
     try:
         for maker in makers:
             if (opening := maker.first()) is not None:
@@ -215,19 +211,16 @@ async def _sse_choices(
                 yield _event(openai_error(item.error or "the model failed", 502, item.code))
                 return
             else:
-                ended[index] = item
+                ended.append(item)
                 yield _event(maker.finishing(item))
-        outcomes = [o for o in ended if o is not None]
-        if makers[0].include_usage and len(outcomes) == len(makers):
-            yield _event(makers[0].usage(outcomes))
+        if makers[0].include_usage:
+            yield _event(makers[0].usage(ended))
         yield b"data: [DONE]\n\n"
     except ApiError as e:
         yield _event(openai_error(e.message, e.status_code, e.code))
     finally:
         gone.cancel()
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await events.aclose()
 
 
 def _json(body: object, headers: dict[str, str] | None = None) -> Response:

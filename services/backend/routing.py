@@ -76,9 +76,9 @@ class ModelRouter:
             except (RedisError, OSError) as e:
                 raise StoreUnavailable("Redis is unreachable") from e
 
-    def live_models(self) -> list[tuple[str, str]]:
-        """(model name, queue) of every name with a live worker, sorted by name."""
-        return sorted((s.model, s.queue) for s in self._by_model.values() if s.live_workers)
+    def live_models(self) -> list[ModelState]:
+        """Every model name with a live worker, sorted by name."""
+        return sorted((s for s in self._by_model.values() if s.live_workers), key=lambda s: s.model)
 
     @property
     def states(self) -> list[ModelState]:

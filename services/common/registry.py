@@ -30,6 +30,8 @@ class Announcement(BaseModel):
     last_seen: float
     # The optional sampling parameters (protocol.OPTIONAL_PARAMS) its backend honours.
     params: list[str] = []
+    # The model's context in tokens (prompt and answer), where it has one of its own.
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class ModelState:
     backend: str = ""  # MODEL_BACKEND of the last worker that announced it
     last_seen: float = 0.0  # epoch seconds of that announcement
     params: frozenset[str] = frozenset()  # the optional sampling parameters it honours
+    max_model_len: int | None = None  # its context in tokens, where it has one
 
 
 def worker_id(model: str, host: str = "") -> str:
@@ -75,6 +78,7 @@ async def announce(
     backend: str,
     ttl: float,
     params: list[str] | None = None,
+    max_model_len: int | None = None,
 ) -> None:
     """Renew this worker's heartbeat and its model names' announcements; prune expired workers."""
     await clock.sync(redis)
@@ -85,7 +89,12 @@ async def announce(
         pipe.expire(keys.workers(queue), int(FORGET_AFTER_S))
         for name in names:
             ann = Announcement(
-                model=name, queue=queue, backend=backend, last_seen=now, params=params or []
+                model=name,
+                queue=queue,
+                backend=backend,
+                last_seen=now,
+                params=params or [],
+                max_model_len=max_model_len,
             )
             pipe.hset(keys.models, name, ann.model_dump_json())
         await pipe.execute()
@@ -136,6 +145,7 @@ async def read_models(redis: Redis, keys: KeySpace) -> list[ModelState]:
             backend=a.backend,
             last_seen=a.last_seen,
             params=frozenset(a.params),
+            max_model_len=a.max_model_len,
         )
         for a, c in zip(announced, counts, strict=True)
     ]

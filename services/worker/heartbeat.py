@@ -32,6 +32,7 @@ class Heartbeat:
         queue: str,
         backend: str,
         params: list[str],
+        max_model_len: int | None,
         interval: float,
         ttl: float,
         file: str,
@@ -44,6 +45,7 @@ class Heartbeat:
         self._queue = queue
         self._backend = backend
         self._params = params
+        self._max_model_len = max_model_len
         self._interval = interval
         self._ttl = ttl
         self._file = Path(file)
@@ -62,6 +64,7 @@ class Heartbeat:
                 names=self._names,
                 backend=self._backend,
                 params=self._params,
+                max_model_len=self._max_model_len,
                 ttl=self._ttl,
             )
         except (RedisError, OSError) as e:

@@ -111,6 +111,7 @@ class Worker:
             queue=settings.QUEUE_NAME,
             backend=settings.MODEL_BACKEND.value,
             params=sorted(model.params),
+            max_model_len=model.context,
             interval=settings.HEARTBEAT_INTERVAL,
             ttl=settings.HEARTBEAT_TTL,
             file=settings.HEARTBEAT_FILE,

@@ -143,6 +143,9 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     queue: str
+    max_model_len: int | None = Field(
+        description="the model's context in tokens (vLLM's field); null where it has none"
+    )
 
 
 class ModelList(BaseModel):

@@ -207,6 +207,9 @@ class ModelBackend(ABC):
     # The optional sampling parameters (protocol.OPTIONAL_PARAMS) this backend honours; the
     # worker announces them, and the backend refuses requests that set any other with a 400.
     params: frozenset[str] = frozenset()
+    # The model's context in tokens, prompt and answer (vLLM's max_model_len), announced for
+    # /v1/models. None: no context of its own (echo, an upstream).
+    context: int | None = None
 
     async def load(self) -> None:
         """Load weights / open clients; called once before the worker takes jobs."""

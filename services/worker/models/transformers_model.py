@@ -159,6 +159,7 @@ class TransformersModel(ModelBackend):
     def __init__(self, path: str, max_len: int, device: str | None = None) -> None:
         self.path = path
         self.max_len = max_len
+        self.context = max_len
         self.device = device
         self._lock = asyncio.Lock()
         self.model: Any = None

@@ -130,6 +130,7 @@ class VLLMModel(ModelBackend):
     def __init__(self, config: VllmConfig) -> None:
         self.config = config
         self.max_model_len: int = config.model_config.max_model_len
+        self.context = self.max_model_len
         self.capacity = config.scheduler_config.max_num_seqs
         self._engine: AsyncLLM | None = None
         self._tokenizer: Any = None

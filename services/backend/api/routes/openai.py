@@ -42,8 +42,15 @@ async def list_models(jobs: JobServiceDep) -> Response:
     """The models live workers serve, each of their names (aliases included) as its own entry."""
     now = int(time.time())
     data = [
-        {"id": name, "object": "model", "created": now, "owned_by": "llm-wrap", "queue": queue}
-        for name, queue in jobs.router.live_models()
+        {
+            "id": s.model,
+            "object": "model",
+            "created": now,
+            "owned_by": "llm-wrap",
+            "queue": s.queue,
+            "max_model_len": s.max_model_len,
+        }
+        for s in jobs.router.live_models()
     ]
     return _json({"object": "list", "data": data})
 

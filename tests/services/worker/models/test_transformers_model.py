@@ -206,6 +206,8 @@ def test_worker_serves_the_tiny_model_end_to_end(
     r2 = httpx.post(url + "/generate", json=body, timeout=60)
     assert r1.status_code == 200, r1.text
     assert r1.json() == r2.json() and r1.json()["content"]
+    (card,) = httpx.get(url + "/v1/models").json()["data"]
+    assert (card["id"], card["max_model_len"]) == ("tiny", 256)
     chat = {
         "messages": [{"role": "user", "content": "hello"}],
         "meta": {"model": "tiny", "tokens_limit": 8},

@@ -140,6 +140,9 @@ def served(
 def test_the_worker_holds_as_many_jobs_as_the_engine_runs(served: Served) -> None:
     assert f"(concurrency {MAX_SEQS})" in served.worker.output()
     assert "engine warm" in served.worker.output()
+    # /v1/models says the engine's context, as vLLM's own server does.
+    cards = served.http.get(served.url + "/v1/models").json()["data"]
+    assert [(c["id"], c["max_model_len"]) for c in cards] == [(MODEL, MAX_LEN)]
 
 
 def test_generate_and_chat_record_the_token_counts(served: Served) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -86,6 +87,30 @@ def test_each_model_answers_generate_and_chat(cpu_stack: LiveStack) -> None:
         cpu_stack.url + "/generate", json={"content": "x", "meta": {"model": "nope"}}, timeout=10
     )
     assert r.status_code == 404
+
+
+def test_each_model_streams_n_choices_with_logprobs_over_v1(cpu_stack: LiveStack) -> None:
+    """OpenAI's API in the images: two choices, streamed with their tokens' logprobs."""
+    for model in cpu_stack.spec["models"]:
+        body = {
+            "model": model["name"],
+            "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": 6,
+            "n": 2,
+            "logprobs": True,
+            "stream": True,
+        }
+        tokens = {0: 0, 1: 0}
+        with httpx.stream(
+            "POST", cpu_stack.url + "/v1/chat/completions", json=body, timeout=60
+        ) as r:
+            assert r.status_code == 200, model["name"]
+            events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]", (model["name"], events[-3:])
+        for event in events[:-1]:
+            for choice in json.loads(event)["choices"]:
+                tokens[choice["index"]] += len((choice["logprobs"] or {}).get("content") or [])
+        assert tokens[0] > 0 and tokens[1] > 0, (model["name"], tokens)
 
 
 def test_each_worker_exports_metrics_where_prometheus_scrapes(

@@ -278,6 +278,39 @@ def _letters(text: str) -> str:
     raise AssertionError(f"no usable stop word in {text!r}")
 
 
+def test_n_greedy_choices_stream_from_the_engine_with_their_logprobs(served: Served) -> None:
+    """Two choices of a greedy chat, streamed with logprobs: two jobs in the engine, the same
+    words and the same logprobs, each choice's counted."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "two answers please"}],
+        "max_tokens": 10,
+        "temperature": 0,
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    text = {0: "", 1: ""}
+    logprobs: dict[int, list[Any]] = {0: [], 1: []}
+    with served.http.stream(
+        "POST", served.url + "/v1/chat/completions", json=body, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    for chunk in chunks[:-1]:
+        for choice in chunk["choices"]:
+            text[choice["index"]] += choice["delta"].get("content") or ""
+            logprobs[choice["index"]] += (choice["logprobs"] or {}).get("content") or []
+    assert text[0] == text[1] and text[0]
+    assert logprobs[0] == logprobs[1] and all(len(t["top_logprobs"]) == 2 for t in logprobs[0])
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 2 * len(logprobs[0])
+
+
 def test_stop_words_cut_the_answer(served: Served) -> None:
     full = served.ask("the model answer", tokens_limit=40).json()["content"]
     stop = _letters(full)

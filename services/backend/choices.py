@@ -64,12 +64,7 @@ def _stopper(gone: Awaitable[object]) -> asyncio.Future[None]:
     """A future that resolves when the client goes (`gone`) or a choice fails: handed to every
     choice's job as its `gone`, it cancels them all."""
     stop = asyncio.get_running_loop().create_future()
-
-    def fire(_: object) -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    asyncio.ensure_future(gone).add_done_callback(fire)
+    asyncio.ensure_future(gone).add_done_callback(lambda _: _fire(stop))
     return stop
 
 

@@ -141,6 +141,10 @@ class SamplingParams(BaseModel):
         }
 
 
+# The lowest logprob a model backend reports: JSON has no -inf (vLLM's server clamps the same way).
+LOGPROB_FLOOR = -9999.0
+
+
 class TokenLogprob(BaseModel):
     """One answer token: its text, its log-probability under the model, and (when asked) the
     likeliest tokens at its place with theirs, likeliest first."""

@@ -120,7 +120,8 @@ def _logprobs_json(logprobs: list[TokenLogprob] | None) -> bytes:
     return orjson.dumps([lp.model_dump() for lp in logprobs]) if logprobs is not None else b""
 
 
-def _parse_logprobs(raw: bytes | str) -> list[TokenLogprob]:
+def parse_logprobs(raw: bytes | str) -> list[TokenLogprob]:
+    """A `logprobs` field as stored (a stream entry's, a job record's)."""
     return [TokenLogprob.model_validate(lp) for lp in orjson.loads(raw)]
 
 
@@ -252,7 +253,7 @@ class ResultStore:
             name, value = fields[0], fields[1]
             if name == b"end":
                 return after, pieces, parse_outcome(value)
-            logprobs = _parse_logprobs(fields[3]) if len(fields) > 3 else None
+            logprobs = parse_logprobs(fields[3]) if len(fields) > 3 else None
             pieces.append(Delta(value.decode(), logprobs))
         return after, pieces, None
 
@@ -299,7 +300,7 @@ class ResultStore:
         content, logprobs = raw
         return (
             content.decode() if content is not None else None,
-            _parse_logprobs(logprobs) if logprobs is not None else None,
+            parse_logprobs(logprobs) if logprobs is not None else None,
         )
 
     async def get(self, job_id: str) -> dict[str, str]:
@@ -325,7 +326,7 @@ class ResultStore:
                 fields["code"] = fields.pop("error_code", None)
                 outcome: dict[str, Any] = {"job_id": job_id, **fields}
                 if "logprobs" in fields:
-                    outcome["logprobs"] = orjson.loads(fields["logprobs"])
+                    outcome["logprobs"] = parse_logprobs(fields["logprobs"])
                 found.append(JobOutcome.model_validate(outcome))
         return found
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from services.common.protocol import FinishReason, TokenLogprob
+from services.common.protocol import LOGPROB_FLOOR, FinishReason, TokenLogprob
 from services.worker.models.base import (
     Generation,
     GenerationRequest,
@@ -70,10 +70,6 @@ def _seed(seed: int | None) -> None:
         import torch
 
         torch.manual_seed(seed)
-
-
-# The lowest logprob reported: JSON has no -inf (vLLM's server clamps the same way).
-_LOGPROB_FLOOR = -9999.0
 
 
 class _Tokens:
@@ -128,8 +124,8 @@ class _Tokens:
             values, ids = row.topk(self._alternatives)
             for value, alt in zip(values.tolist(), ids.tolist(), strict=True):
                 alt_text = self._decode([*window, alt])[len(before) :]
-                top.append((alt_text, max(value, _LOGPROB_FLOOR)))
-        chosen = max(float(row[token]), _LOGPROB_FLOOR)
+                top.append((alt_text, max(value, LOGPROB_FLOOR)))
+        chosen = max(float(row[token]), LOGPROB_FLOOR)
         return text, TokenLogprob(token=text, logprob=chosen, top=top)
 
     def end(self) -> None:

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from services.common.protocol import OPTIONAL_PARAMS, FinishReason, TokenLogprob
+from services.common.protocol import LOGPROB_FLOOR, OPTIONAL_PARAMS, FinishReason, TokenLogprob
 from services.worker.config import WorkerSettings
 from services.worker.models.base import (
     Generation,
@@ -70,8 +70,6 @@ OWN_VARIABLES = {
 }
 # Sampling parameters each job sets itself, never taken from the model's generation_config.
 _PER_JOB = {"temperature", "max_tokens", "stop", "seed"}
-# The lowest logprob reported: JSON has no -inf (vLLM's server clamps the same way).
-_LOGPROB_FLOOR = -9999.0
 
 
 def engine_config(settings: WorkerSettings) -> VllmConfig:
@@ -299,8 +297,8 @@ class VLLMModel(ModelBackend):
             found.append(
                 TokenLogprob(
                     token=text(token_id, chosen),
-                    logprob=max(chosen.logprob, _LOGPROB_FLOOR),
-                    top=[(text(t, lp), max(lp.logprob, _LOGPROB_FLOOR)) for _, t, lp in likeliest],
+                    logprob=max(chosen.logprob, LOGPROB_FLOOR),
+                    top=[(text(t, lp), max(lp.logprob, LOGPROB_FLOOR)) for _, t, lp in likeliest],
                 )
             )
         return found

@@ -22,6 +22,7 @@ from services.backend.schemas.responses import (
 )
 from services.common import clock
 from services.common.protocol import ErrorCode, FinishReason, JobKind, JobOutcome, JobStatus
+from services.common.store import parse_logprobs
 
 router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(require_api_key)])
 
@@ -146,7 +147,7 @@ def _view(job_id: str, record: dict[str, str]) -> dict[str, Any]:
             finish_reason=FinishReason(record.get("finish_reason", "stop")),
             prompt_tokens=_int(record.get("prompt_tokens")),
             completion_tokens=_int(record.get("completion_tokens")),
-            logprobs=orjson.loads(record["logprobs"]) if "logprobs" in record else None,
+            logprobs=parse_logprobs(record["logprobs"]) if "logprobs" in record else None,
         )
         kind = JobKind(record.get("kind", JobKind.CHAT.value))
         view["result"] = answer(kind, job_id, view["model"] or "", int(created or 0), [outcome])
